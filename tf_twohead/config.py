@@ -1,0 +1,182 @@
+"""Experiment configuration: frozen dataclasses, YAML loading, `key=value` overrides.
+
+Config flows one way: YAML gives defaults, overrides win, the result is a frozen
+`Config`. Builders receive plain keyword arguments taken from it; they never see YAML.
+The schema is enforced by OmegaConf's structured configs, so an unknown or misspelled
+key is an error that names it.
+
+Example:
+
+>>> cfg = load("configs/two_head.yaml", ["train.epochs=3", "data.root=demo_data"])
+>>> cfg.train.epochs
+3
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+# The one place that knows the reference task: class ids, their names, and which
+# class ids each head calls positive.
+DEFAULT_CLASS_NAMES = ("document", "not a document", "screen")
+DEFAULT_HEADS = {"main": [2], "aux": [1]}
+DEFAULT_LOSS_WEIGHTS = {"main": 2.0, "aux": 1.0}
+MODEL_KINDS = ("two_head", "softmax")
+BAD_IMAGE_POLICIES = ("error", "skip")
+SOFTMAX_OUTPUT = "probs"
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message says which key."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str = "dataset"
+    img_size: int = 256
+    on_bad_image: str = "error"
+    class_names: list[str] = field(default_factory=lambda: list(DEFAULT_CLASS_NAMES))
+    rotation: float = 10.0
+    hflip: bool = False
+    cache_dir: str | None = None
+    workers: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    kind: str = "two_head"
+    width: float = 0.5
+    head_width: int = 1024
+    heads: dict[str, list[int]] = field(default_factory=lambda: dict(DEFAULT_HEADS))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 9
+    batch_size: int = 64
+    steps_per_epoch: int | None = None
+    seed: int = 42
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    lr_step_epochs: int = 4
+    lr_gamma: float = 0.1
+    label_smoothing: float = 0.1
+    loss_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
+    pos_weight: dict[str, float] = field(default_factory=dict)
+    monitor_head: str = "main"
+
+
+@dataclass(frozen=True)
+class Config:
+    exp: str = "two_head"
+    output_dir: str = "saved_models"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        """The folder this experiment writes into: `<output_dir>/<exp>`."""
+        return Path(self.output_dir) / self.exp
+
+    @property
+    def head_names(self) -> list[str]:
+        return list(self.model.heads)
+
+
+def load(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a YAML config, apply `key=value` overrides and validate the result.
+
+    Args:
+        path: str or None. YAML file; None starts from the defaults.
+        overrides: list of str. `dotted.key=value` items; they win over the file.
+
+    Returns:
+        A frozen, validated `Config`.
+    """
+    schema = OmegaConf.structured(Config)
+    try:
+        merged = schema
+        if path is not None:
+            if not Path(path).is_file():
+                raise ConfigError(f"Config file not found: {path}")
+            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+        for item in overrides or []:
+            if "=" not in item:
+                raise ConfigError(
+                    f"Override must look like key=value, e.g. train.epochs=3. Received: {item!r}"
+                )
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([item]))
+        config = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        source = f" in {path}" if path else ""
+        key = getattr(e, "full_key", None) or ""
+        raise ConfigError(
+            f"Invalid config{source}: {e.msg if hasattr(e, 'msg') else e}"
+            + (f" (key: {key})" if key else "")
+            + ". See configs/two_head.yaml for every valid key."
+        ) from None
+    validate(config)
+    return config
+
+
+def from_dict(values: dict) -> Config:
+    """Build a validated `Config` from a nested dict (e.g. in tests or notebooks)."""
+    merged = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.create(values))
+    config = OmegaConf.to_object(merged)
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    """Check values that the type schema cannot: ranges, choices, cross references."""
+    d, m, t = config.data, config.model, config.train
+    _check(d.img_size >= 32, "data.img_size", "an image size of at least 32 pixels", d.img_size)
+    _check(d.on_bad_image in BAD_IMAGE_POLICIES, "data.on_bad_image",
+           f"one of {BAD_IMAGE_POLICIES}", d.on_bad_image)
+    _check(len(d.class_names) >= 2, "data.class_names", "at least two class names",
+           d.class_names)
+    _check(m.kind in MODEL_KINDS, "model.kind", f"one of {MODEL_KINDS}", m.kind)
+    _check(m.head_width > 0, "model.head_width", "a positive integer", m.head_width)
+    _check(len(m.heads) >= 1, "model.heads", "at least one head", dict(m.heads))
+    for name, ids in m.heads.items():
+        _check(name.isidentifier(), f"model.heads.{name}", "a head name that is an identifier",
+               name)
+        _check(name != SOFTMAX_OUTPUT, f"model.heads.{name}",
+               f"a head name other than {SOFTMAX_OUTPUT!r}", name)
+        bad = [i for i in ids if not 0 <= i < len(d.class_names)]
+        _check(ids and not bad, f"model.heads.{name}",
+               f"positive class ids in 0..{len(d.class_names) - 1}", list(ids))
+    for key, mapping in (("train.loss_weights", t.loss_weights), ("train.pos_weight", t.pos_weight)):
+        unknown = sorted(set(mapping) - set(m.heads))
+        _check(not unknown, key, f"keys among the heads {list(m.heads)}", unknown)
+    _check(t.monitor_head in m.heads, "train.monitor_head", f"one of {list(m.heads)}",
+           t.monitor_head)
+    _check(t.epochs >= 1, "train.epochs", "at least 1", t.epochs)
+    _check(t.batch_size >= 1, "train.batch_size", "at least 1", t.batch_size)
+    _check(t.steps_per_epoch is None or t.steps_per_epoch >= 1, "train.steps_per_epoch",
+           "null or at least 1", t.steps_per_epoch)
+    _check(0 <= t.label_smoothing < 1, "train.label_smoothing", "a value in [0, 1)",
+           t.label_smoothing)
+
+
+def _check(ok, key, expected, received) -> None:
+    if not ok:
+        raise ConfigError(f"{key} must be {expected}. Received: {key}={received!r}")
+
+
+def to_yaml(config: Config) -> str:
+    """The resolved config as YAML text; loading it back gives an equal `Config`."""
+    return OmegaConf.to_yaml(OmegaConf.structured(config))
+
+
+def dump(config: Config, path: str | os.PathLike) -> Path:
+    """Write the resolved config atomically to `path` (temporary file, then rename)."""
+    from tf_twohead.fileio import atomic_write_text
+
+    return atomic_write_text(path, to_yaml(config))

@@ -1,0 +1,36 @@
+"""Model builders: `build(kind=..., ...)` is the one entry point the rest of the package uses."""
+
+from __future__ import annotations
+
+import keras
+
+from tf_twohead.models.heads import build_multi_head, build_softmax
+from tf_twohead.models.shufflenet import shufflenet_v2
+
+__all__ = ["build", "build_multi_head", "build_softmax", "from_config", "shufflenet_v2"]
+
+
+def build(kind: str = "two_head", img_size: int = 256, width: float = 0.5,
+          head_width: int = 1024, heads=None, num_classes: int = 3) -> keras.Model:
+    """Build a model from plain keyword arguments.
+
+    Args:
+        kind: str. "two_head" (one sigmoid per head; any number of heads) or "softmax".
+        img_size: int. Input side in pixels.
+        width: float. ShuffleNetV2 width multiplier.
+        head_width: int. Channels of the last 1x1 conv (per head, or conv5 for softmax).
+        heads: dict of head name -> positive class ids (names used by "two_head").
+        num_classes: int. Classes of the softmax baseline.
+    """
+    if kind == "two_head":
+        return build_multi_head(img_size, width, head_width, heads)
+    if kind == "softmax":
+        return build_softmax(img_size, width, head_width, num_classes)
+    raise ValueError(f"kind must be 'two_head' or 'softmax'. Received: kind={kind!r}")
+
+
+def from_config(cfg) -> keras.Model:
+    """Build the model a `Config` describes."""
+    m = cfg.model
+    return build(m.kind, cfg.data.img_size, m.width, m.head_width, dict(m.heads),
+                 len(cfg.data.class_names))

@@ -1,0 +1,80 @@
+"""The multi-head classifier and the single-softmax baseline, on raw uint8 RGB input.
+
+Both models normalise inside (ImageNet mean/std), so `.keras`, `.tflite` and a phone
+feed the same pixels. Outputs are a dict keyed by name: one sigmoid per head for the
+multi-head model (`{"main": (B, 1), "aux": (B, 1)}`), `{"probs": (B, classes)}` for the
+baseline. Nothing downstream relies on output order.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from tf_twohead.config import DEFAULT_HEADS, SOFTMAX_OUTPUT
+from tf_twohead.models.shufflenet import apply_backbone, apply_conv_bn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def apply_input(img_size: int):
+    """The uint8 image input and its in-model normalisation: `(x / 255 - mean) / std`."""
+    if int(img_size) < 32:
+        raise ValueError(f"img_size must be at least 32. Received: img_size={img_size}")
+    inputs = keras.Input((img_size, img_size, 3), dtype="uint8", name="image")
+    x = layers.Rescaling(
+        scale=[1.0 / (255.0 * s) for s in IMAGENET_STD],
+        offset=[-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)],
+        name="normalize",
+    )(inputs)
+    return inputs, x
+
+
+def build_multi_head(img_size: int = 256, width: float = 0.5, head_width: int = 1024,
+                     heads=None, name: str = "two_head") -> keras.Model:
+    """ShuffleNetV2 up to stage4, then per head 1x1 conv + BN + ReLU + pool + sigmoid.
+
+    Args:
+        img_size: int. Side of the square uint8 RGB input. Defaults to 256.
+        width: float. Backbone width multiplier (0.5, 1.0, 1.5, 2.0). Defaults to 0.5.
+        head_width: int. Channels of each head's 1x1 conv. Defaults to 1024.
+        heads: dict or list of head names; only the names are used here. Defaults to
+            `{"main": [2], "aux": [1]}`.
+        name: str. Model name.
+
+    Example:
+
+    >>> model = build_multi_head(64, heads=["main", "aux"])
+    >>> sorted(model.output_names)
+    ['aux', 'main']
+    """
+    head_names = list(heads if heads is not None else DEFAULT_HEADS)
+    if not head_names or len(set(head_names)) != len(head_names):
+        raise ValueError(f"heads must be unique, non-empty names. Received: heads={heads}")
+    if int(head_width) < 1:
+        raise ValueError(f"head_width must be positive. Received: head_width={head_width}")
+    inputs, x = apply_input(img_size)
+    features = apply_backbone(x, width)
+    outputs = {}
+    for head in head_names:
+        h = apply_conv_bn(features, int(head_width), 1, 1, f"{head}_conv")
+        h = layers.GlobalAveragePooling2D(name=f"{head}_pool")(h)
+        outputs[head] = layers.Dense(1, activation="sigmoid", name=head)(h)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def build_softmax(img_size: int = 256, width: float = 0.5, head_width: int = 1024,
+                  num_classes: int = 3, name: str = "softmax") -> keras.Model:
+    """The baseline: shared conv5 (`head_width` channels) + pool + Dense(classes, softmax).
+
+    Its single output is named "probs", shape `(B, num_classes)`.
+    """
+    if int(num_classes) < 2:
+        raise ValueError(f"num_classes must be at least 2. Received: num_classes={num_classes}")
+    inputs, x = apply_input(img_size)
+    x = apply_backbone(x, width)
+    x = apply_conv_bn(x, int(head_width), 1, 1, ("conv5_0", "conv5_1", "conv5_2"))
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    probs = layers.Dense(num_classes, activation="softmax", name=SOFTMAX_OUTPUT)(x)
+    return keras.Model(inputs, {SOFTMAX_OUTPUT: probs}, name=name)
