@@ -1,0 +1,90 @@
+"""Plots (training curves, PR curves, confusion matrices) and plain-text tables.
+
+matplotlib runs with the non-interactive Agg backend, chosen per figure (not globally)
+so importing this module changes nothing for the caller's own plots.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from tf_twohead.fileio import atomic_path
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    FigureCanvasAgg(fig)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    return Path(path)
+
+
+def plot_history(history_csv: str | Path, out_png: str | Path) -> Path:
+    """Plot every logged quantity of `history.csv` per epoch, train next to validation."""
+    df = pd.read_csv(history_csv)
+    names = [c for c in df.columns if c not in ("epoch", "learning_rate") and
+             not c.startswith("val_")]
+    cols = 4
+    rows = max(1, int(np.ceil(len(names) / cols)))
+    fig = Figure(figsize=(4 * cols, 3 * rows))
+    epochs = df["epoch"] + 1 if "epoch" in df else np.arange(1, len(df) + 1)
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.plot(epochs, df[name], "o-", label="train")
+        if f"val_{name}" in df:
+            ax.plot(epochs, df[f"val_{name}"], "o-", label="val")
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=8)
+    return _save(fig, out_png)
+
+
+def plot_pr_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], out_png, title="") -> Path:
+    """One precision-recall curve per head: `{head: (precision, recall)}`."""
+    fig = Figure(figsize=(5, 4))
+    ax = fig.add_subplot(1, 1, 1)
+    for head, (precision, recall) in curves.items():
+        ax.plot(recall, precision, label=head)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title or "precision-recall")
+    return _save(fig, out_png)
+
+
+def plot_confusions(matrices: dict[str, tuple[np.ndarray, list[str]]], out_png) -> Path:
+    """Confusion matrices side by side: `{title: (matrix, class labels)}`."""
+    fig = Figure(figsize=(3.6 * len(matrices), 3.4))
+    for i, (title, (matrix, labels)) in enumerate(matrices.items()):
+        ax = fig.add_subplot(1, len(matrices), i + 1)
+        ax.imshow(matrix, cmap="Blues")
+        for (r, c), v in np.ndenumerate(matrix):
+            ax.text(c, r, str(v), ha="center", va="center",
+                    color="white" if v > matrix.max() / 2 else "black")
+        ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=8)
+        ax.set_yticks(range(len(labels)), labels, fontsize=8)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(title)
+    return _save(fig, out_png)
+
+
+def markdown_table(df: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
+    """A GitHub-flavoured Markdown table (no extra dependency)."""
+    def cell(v):
+        if isinstance(v, (float, np.floating)):
+            return "" if np.isnan(v) else floatfmt.format(v)
+        return str(v)
+
+    header = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([header, rule, *body])

@@ -1,0 +1,224 @@
+"""Compile and train a model from a `Config`; write the run folder; resume after a stop.
+
+The run folder `<output_dir>/<exp>/` receives, in this order: `config.yaml` (before
+any data is read), then per finished epoch `last.keras`, `best.keras` (when the
+validation F1 of `train.monitor_head` improves), `train_state.json`, `history.csv`,
+`curves.png` and TensorBoard logs. Model files are written atomically, so a run killed
+at any moment leaves the previous `best.keras` intact and `--resume` continues from
+the last finished epoch.
+
+Example (your own script):
+
+>>> cfg = tf_twohead.config.load("configs/two_head.yaml", ["data.root=demo_data"])
+>>> model = tf_twohead.models.from_config(cfg)
+>>> tf_twohead.training.compile_model(model, cfg)
+>>> train_ds, val_ds = tf_twohead.data.make_datasets(cfg)
+>>> model.fit(train_ds, validation_data=val_ds, epochs=3)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import keras
+
+from tf_twohead import config as config_lib
+from tf_twohead import models, reports
+from tf_twohead.config import SOFTMAX_OUTPUT, Config
+from tf_twohead.data.pipeline import datasets_for, load_splits
+from tf_twohead.fileio import atomic_path, atomic_write_json
+from tf_twohead.metrics import head_metrics, softmax_head_metrics
+
+STATE_FILE = "train_state.json"
+
+
+class RunExistsError(RuntimeError):
+    """The run folder already holds a trained model and neither resume nor overwrite was asked."""
+
+
+def compile_model(model: keras.Model, cfg: Config) -> keras.Model:
+    """Compile with the reference recipe: per-head losses, weights and metrics by name.
+
+    Two-head: binary cross-entropy with label smoothing per head, `loss_weights` from
+    the config (main 2, aux 1), precision/recall/F1/AUC per head. Softmax: categorical
+    cross-entropy with the same smoothing, and each head's metrics read from the class
+    probabilities. Adam with `train.learning_rate` and decoupled `train.weight_decay`.
+    """
+    t = cfg.train
+    optimizer = keras.optimizers.Adam(t.learning_rate, weight_decay=t.weight_decay or None)
+    if cfg.model.kind == "softmax":
+        model.compile(
+            optimizer=optimizer,
+            loss={SOFTMAX_OUTPUT: keras.losses.CategoricalCrossentropy(
+                label_smoothing=t.label_smoothing)},
+            metrics={SOFTMAX_OUTPUT: softmax_head_metrics(dict(cfg.model.heads))},
+        )
+        return model
+    heads = list(cfg.model.heads)
+    model.compile(
+        optimizer=optimizer,
+        loss={h: keras.losses.BinaryCrossentropy(label_smoothing=t.label_smoothing)
+              for h in heads},
+        loss_weights={h: float(t.loss_weights.get(h, 1.0)) for h in heads},
+        metrics={h: head_metrics() for h in heads},
+    )
+    return model
+
+
+def step_decay(cfg: Config):
+    """The reference schedule: multiply the learning rate by `lr_gamma` every `lr_step_epochs`."""
+    t = cfg.train
+
+    def schedule(epoch, lr=None):
+        return float(t.learning_rate * t.lr_gamma ** (epoch // max(1, t.lr_step_epochs)))
+
+    return schedule
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """Per finished epoch: atomically save `last.keras`, `best.keras` and the run state.
+
+    Keras' ModelCheckpoint writes in place (a kill mid-write corrupts the best model)
+    and forgets its best score on restart; this callback does neither.
+    """
+
+    def __init__(self, run_dir: Path, monitor: str, best: float = -math.inf,
+                 best_epoch: int | None = None):
+        super().__init__()
+        self.run_dir, self.monitor = Path(run_dir), monitor
+        self.best, self.best_epoch = best, best_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        score = logs.get(self.monitor)
+        if score is None:
+            raise KeyError(f"Metric {self.monitor!r} is missing; logged: {sorted(logs)}")
+        score = float(score)
+        with atomic_path(self.run_dir / "last.keras") as tmp:
+            self.model.save(tmp)
+        if score > self.best or self.best_epoch is None:
+            with atomic_path(self.run_dir / "best.keras") as tmp:
+                self.model.save(tmp)
+            self.best, self.best_epoch = score, epoch + 1
+        atomic_write_json(self.run_dir / STATE_FILE, {
+            "epoch": epoch + 1, "monitor": self.monitor,
+            "best": self.best, "best_epoch": self.best_epoch,
+        })
+
+
+class PlotCurves(keras.callbacks.Callback):
+    """Redraw `curves.png` from `history.csv` after every epoch (cheap, and always current)."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+
+    def on_epoch_end(self, epoch, logs=None):
+        history = self.run_dir / "history.csv"
+        if history.is_file():
+            reports.plot_history(history, self.run_dir / "curves.png")
+
+
+def monitor_name(cfg: Config) -> str:
+    """The logged metric that chooses `best.keras`: validation F1 of the monitored head."""
+    return f"val_{cfg.train.monitor_head}_f1"
+
+
+def train(cfg: Config, resume: bool = False, overwrite: bool = False,
+          verbose: int | str = "auto") -> dict:
+    """Train the model a `Config` describes and fill its run folder.
+
+    Args:
+        cfg: `Config`. The resolved experiment configuration.
+        resume: bool. Continue an interrupted run from `last.keras` and its state.
+        overwrite: bool. Start again in a run folder that already has a model.
+        verbose: Keras' fit verbosity.
+
+    Returns:
+        The run state: `{"epoch", "best", "best_epoch", "monitor", "run_dir"}`.
+    """
+    run_dir = cfg.run_dir
+    state_path = run_dir / STATE_FILE
+    state = _check_run_dir(cfg, resume, overwrite)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_lib.dump(cfg, run_dir / "config.yaml")  # first, so every run is reproducible
+
+    # Validate (and cache) every split, including test, before the first step.
+    splits = load_splits(cfg, ("train", "val", "test"))
+    for split in splits.values():
+        if split.dropped:
+            print(split.dropped)
+    train_ds, val_ds = datasets_for(cfg, splits["train"]), datasets_for(cfg, splits["val"])
+    steps = cfg.train.steps_per_epoch
+    if steps:
+        train_ds = train_ds.repeat()
+
+    if state:
+        model = keras.saving.load_model(run_dir / "last.keras")  # with optimizer state
+        initial_epoch = int(state["epoch"])
+        print(f"Resuming {run_dir} after epoch {initial_epoch}; "
+              f"best {state['monitor']}={state['best']:.4f} at epoch {state['best_epoch']}.")
+    else:
+        keras.utils.set_random_seed(cfg.train.seed)
+        model = compile_model(models.from_config(cfg), cfg)
+        initial_epoch = 0
+    if initial_epoch >= cfg.train.epochs:
+        print(f"{run_dir} already finished {initial_epoch} epochs; nothing to do.")
+        return {**state, "run_dir": str(run_dir)}
+
+    monitor = monitor_name(cfg)
+    callbacks = [
+        keras.callbacks.LearningRateScheduler(step_decay(cfg)),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=bool(state)),
+        keras.callbacks.TensorBoard(str(run_dir / "logs"), profile_batch=0),
+        RunCheckpoint(run_dir, monitor, state.get("best", -math.inf) if state else -math.inf,
+                      state.get("best_epoch") if state else None),
+        PlotCurves(run_dir),
+    ]
+    model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs,
+              initial_epoch=initial_epoch, steps_per_epoch=steps, callbacks=callbacks,
+              shuffle=False, verbose=verbose)
+    final = json.loads(state_path.read_text())
+    print(f"Done: best {monitor}={final['best']:.4f} at epoch {final['best_epoch']} -> "
+          f"{run_dir / 'best.keras'}")
+    return {**final, "run_dir": str(run_dir)}
+
+
+def _check_run_dir(cfg: Config, resume: bool, overwrite: bool) -> dict | None:
+    """Refuse to clobber a trained run by accident; load the state to resume from."""
+    run_dir = cfg.run_dir
+    state_path = run_dir / STATE_FILE
+    has_model = (run_dir / "best.keras").exists() or state_path.exists()
+    if resume:
+        if not (state_path.is_file() and (run_dir / "last.keras").is_file()):
+            if has_model:
+                raise RunExistsError(f"{run_dir} has no {STATE_FILE} or last.keras to resume from.")
+            return None  # nothing to resume yet: a fresh start is what --resume means here
+        saved = run_dir / "config.yaml"
+        if saved.is_file():
+            before = config_lib.load(saved)
+            for section in ("data", "model"):
+                if _model_relevant(before, section) != _model_relevant(cfg, section):
+                    raise RunExistsError(
+                        f"Cannot resume {run_dir}: the `{section}` settings differ from its "
+                        f"config.yaml. Resume with the same config (only train.* may change)."
+                    )
+        return json.loads(state_path.read_text())
+    if has_model and not overwrite:
+        raise RunExistsError(
+            f"{run_dir} already holds a trained model. Pass --resume to continue it, "
+            f"--overwrite to start again, or choose another exp=NAME."
+        )
+    if overwrite and state_path.exists():
+        state_path.unlink()
+    return None
+
+
+def _model_relevant(cfg: Config, section: str) -> dict:
+    values = dict(vars(getattr(cfg, section)))
+    if section == "data":  # where the data lives and how it is cached may change
+        for key in ("root", "cache_dir", "workers", "on_bad_image"):
+            values.pop(key, None)
+    return values
