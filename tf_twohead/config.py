@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 # The one place that knows the reference task: class ids, their names, and which
@@ -27,6 +27,7 @@ DEFAULT_CLASS_NAMES = ("document", "not a document", "screen")
 DEFAULT_HEADS = {"main": [2], "aux": [1]}
 DEFAULT_LOSS_WEIGHTS = {"main": 2.0, "aux": 1.0}
 MODEL_KINDS = ("two_head", "softmax")
+WIDTHS = (0.5, 1.0, 1.5, 2.0)  # the keys of models.shufflenet.STAGE_OUT_CHANNELS
 BAD_IMAGE_POLICIES = ("error", "skip")
 SOFTMAX_OUTPUT = "probs"
 
@@ -99,30 +100,57 @@ def load(path: str | os.PathLike | None = None, overrides: list[str] | None = No
     Returns:
         A frozen, validated `Config`.
     """
-    schema = OmegaConf.structured(Config)
-    try:
-        merged = schema
-        if path is not None:
-            if not Path(path).is_file():
-                raise ConfigError(f"Config file not found: {path}")
-            merged = OmegaConf.merge(merged, OmegaConf.load(path))
-        for item in overrides or []:
-            if "=" not in item:
-                raise ConfigError(
-                    f"Override must look like key=value, e.g. train.epochs=3. Received: {item!r}"
-                )
-            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([item]))
-        config = OmegaConf.to_object(merged)
-    except OmegaConfBaseException as e:
-        source = f" in {path}" if path else ""
-        key = getattr(e, "full_key", None) or ""
-        raise ConfigError(
-            f"Invalid config{source}: {e.msg if hasattr(e, 'msg') else e}"
-            + (f" (key: {key})" if key else "")
-            + ". See configs/two_head.yaml for every valid key."
-        ) from None
+    merged = OmegaConf.structured(Config)
+    if path is not None:
+        if not Path(path).is_file():
+            raise ConfigError(f"Config file not found: {path}")
+        merged = _merge(merged, lambda: OmegaConf.load(path), f"config file {path}")
+        merged = _merge(None, lambda: _replace_mappings(merged, OmegaConf.load(path)),
+                        f"config file {path}")
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(
+                f"Override must look like key=value, e.g. train.epochs=3. Received: {item!r}"
+            )
+        merged = _merge(merged, lambda: OmegaConf.from_dotlist([item]), f"override {item!r}")
+        merged = _merge(None, lambda: _replace_mappings(merged, OmegaConf.from_dotlist([item])),
+                        f"override {item!r}")
+    config = _merge(None, lambda: OmegaConf.to_object(merged), "config")
     validate(config)
     return config
+
+
+# Mappings whose keys are data (head names): a source that sets one replaces it whole,
+# instead of OmegaConf's key-by-key merge, so a config with heads {screen: [2]} does not
+# silently keep the default main and aux heads.
+REPLACED_MAPPINGS = ("model.heads", "train.loss_weights", "train.pos_weight")
+
+
+def _replace_mappings(merged, source):
+    for key in REPLACED_MAPPINGS:
+        value = OmegaConf.select(source, key, default=None)
+        if value is not None:
+            section, name = key.split(".")
+            if name != "heads" and isinstance(value, DictConfig):
+                value = {k: float(v) if isinstance(v, int) else v for k, v in value.items()}
+            with read_write(merged[section]):  # the schema is frozen; this is the loader
+                merged[section][name] = value
+    return merged
+
+
+def _merge(base, make, where: str):
+    """Merge (or convert) with OmegaConf, turning its errors into one clear `ConfigError`."""
+    try:
+        value = make()
+        return value if base is None else OmegaConf.merge(base, value)
+    except OmegaConfBaseException as e:
+        reason = str(e).splitlines()[0]
+        raise ConfigError(
+            f"Invalid {where}: {reason} Every valid key is listed, with its type and meaning, "
+            f"in configs/two_head.yaml."
+        ) from None
+    except Exception as e:  # YAML syntax errors and the like
+        raise ConfigError(f"Invalid {where}: {e}") from None
 
 
 def from_dict(values: dict) -> Config:
@@ -142,6 +170,7 @@ def validate(config: Config) -> None:
     _check(len(d.class_names) >= 2, "data.class_names", "at least two class names",
            d.class_names)
     _check(m.kind in MODEL_KINDS, "model.kind", f"one of {MODEL_KINDS}", m.kind)
+    _check(m.width in WIDTHS, "model.width", f"one of {WIDTHS}", m.width)
     _check(m.head_width > 0, "model.head_width", "a positive integer", m.head_width)
     _check(len(m.heads) >= 1, "model.heads", "at least one head", dict(m.heads))
     for name, ids in m.heads.items():

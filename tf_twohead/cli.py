@@ -1,0 +1,135 @@
+"""`tf-twohead data|train|evaluate|compare|predict`: parse arguments, call one function.
+
+Every known failure (bad config key, bad data rows, missing files, a run that would be
+overwritten) ends with a one-paragraph message and exit code 2, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tf-twohead", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("data", help="write a demo dataset in the reference layout")
+    d.add_argument("source_name", choices=["fashion-mnist"])
+    d.add_argument("out", help="output dataset folder")
+    d.add_argument("--source", help="folder with the IDX files "
+                   "(default: /usr/share/datasets/fashion-mnist, then the Keras download)")
+    d.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    d.add_argument("--train", type=int, default=6000)
+    d.add_argument("--val", type=int, default=1000)
+    d.add_argument("--test", type=int, default=2000)
+    d.add_argument("--seed", type=int, default=0)
+
+    t = sub.add_parser("train", help="train the model a config describes")
+    t.add_argument("--config", required=True, help="YAML file, e.g. configs/two_head.yaml")
+    t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    t.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    t.add_argument("--overwrite", action="store_true", help="start a finished run again")
+    t.add_argument("--threads", type=int, help="CPU threads for TensorFlow")
+
+    e = sub.add_parser("evaluate", help="per-head metrics, latency and size of a model")
+    e.add_argument("model", metavar="RUN_DIR_OR_MODEL")
+    e.add_argument("--data", help="dataset folder (default: the run's data.root)")
+    e.add_argument("--split", default="test")
+    e.add_argument("--threads", type=int, help="CPU threads (the reference measures 1)")
+    e.add_argument("--target-precision", type=float, metavar="P",
+                   help="also report recall at the validation threshold reaching precision P")
+    e.add_argument("--latency-images", type=int, default=100)
+
+    c = sub.add_parser("compare", help="the reference's results table for evaluated runs")
+    c.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    c.add_argument("--markdown", action="store_true", help="print a Markdown table")
+
+    r = sub.add_parser("predict", help="print one JSON object of probabilities per image")
+    r.add_argument("model", metavar="MODEL")
+    r.add_argument("images", nargs="+", metavar="IMAGE")
+    r.add_argument("--threads", type=int)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
+    from tf_twohead.config import ConfigError
+    from tf_twohead.data.splits import DataError
+    from tf_twohead.training import RunExistsError
+
+    try:
+        return _COMMANDS[args.command](args)
+    except (ConfigError, DataError, RunExistsError, FileNotFoundError, ValueError) as e:
+        print(f"tf-twohead {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nInterrupted. Finished epochs are saved (best.keras is intact); "
+              "continue with the same command plus --resume.", file=sys.stderr)
+        return 130
+
+
+def _data(args) -> int:
+    from tf_twohead.data.sources import write_fashion_mnist
+
+    counts = write_fashion_mnist(args.out, args.source, args.size, args.train, args.val,
+                                 args.test, args.seed)
+    print(f"Wrote {args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+def _train(args) -> int:
+    from tf_twohead import config, inference, training
+
+    cfg = config.load(args.config, args.overrides)
+    inference.set_threads(args.threads)
+    training.train(cfg, resume=args.resume, overwrite=args.overwrite)
+    return 0
+
+
+def _evaluate(args) -> int:
+    from tf_twohead import evaluation, inference, reports
+
+    inference.set_threads(args.threads)
+    result = evaluation.evaluate(args.model, args.data, args.split, args.threads,
+                                 args.target_precision, args.latency_images)
+    print(reports.markdown_table(evaluation.head_table(result)))
+    print(f"latency_ms={result['latency_ms']:.2f} (threads={args.threads or 'all'}) "
+          f"model_bytes={result['model_bytes']}")
+    return 0
+
+
+def _compare(args) -> int:
+    from tf_twohead import evaluation, reports
+
+    table = evaluation.compare(args.runs)
+    if args.markdown:
+        print(reports.markdown_table(table, "{:.3f}"))
+    else:
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
+def _predict(args) -> int:
+    from tf_twohead import inference
+
+    inference.set_threads(args.threads)
+    predictor = inference.Predictor(args.model)
+    failures = 0
+    for path in args.images:
+        try:
+            print(json.dumps({"path": path, **predictor.predict_file(path)}))
+        except OSError as e:
+            failures += 1
+            print(json.dumps({"path": path, "error": str(e)}))
+    return 1 if failures else 0
+
+
+_COMMANDS = {"data": _data, "train": _train, "evaluate": _evaluate, "compare": _compare,
+             "predict": _predict}
+
+if __name__ == "__main__":
+    sys.exit(main())

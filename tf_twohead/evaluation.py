@@ -1,0 +1,231 @@
+"""Evaluate a model per head, measure per-image latency, and compare runs.
+
+`evaluate()` writes beside the model: `metrics.json` (`heads.<name>.{precision,
+recall, f1, accuracy, auc, threshold}`, `latency_ms`, `model_bytes`, ...),
+`report.md`, `pr_curves.png` and `confusion.png`. The softmax baseline fills the same
+per-head table (screen = argmax is 2, not a document = argmax is 1).
+
+Latency follows the reference article: the median over images, one at a time, of
+file -> probabilities (decode, EXIF, RGB, resize, model, activation).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+from tf_twohead import reports
+from tf_twohead.config import SOFTMAX_OUTPUT
+from tf_twohead.data.cache import load_split
+from tf_twohead.data.splits import encode_targets
+from tf_twohead.fileio import atomic_write_json, atomic_write_text
+from tf_twohead.inference import Predictor
+
+
+def resolve_model(run_dir_or_model: str | Path) -> Path:
+    """A run folder means its `best.keras`; a file is used as it is."""
+    path = Path(run_dir_or_model)
+    if path.is_dir():
+        path = path / "best.keras"
+    if not path.is_file():
+        raise FileNotFoundError(f"No model at {path}. Pass a run folder or a .keras file.")
+    return path
+
+
+def binary_metrics(truth: np.ndarray, scores: np.ndarray, decisions: np.ndarray,
+                   threshold: float | None) -> dict:
+    """The one metrics function: precision, recall, F1, accuracy, AUC of a yes/no task."""
+    truth, decisions = np.asarray(truth).astype(bool), np.asarray(decisions).astype(bool)
+    both = len(np.unique(truth)) == 2
+    return {
+        "precision": float(skm.precision_score(truth, decisions, zero_division=0)),
+        "recall": float(skm.recall_score(truth, decisions, zero_division=0)),
+        "f1": float(skm.f1_score(truth, decisions, zero_division=0)),
+        "accuracy": float(skm.accuracy_score(truth, decisions)),
+        "auc": float(skm.roc_auc_score(truth, scores)) if both else float("nan"),
+        "threshold": threshold,
+        "positives": int(truth.sum()),
+        "support": int(len(truth)),
+    }
+
+
+def threshold_for_precision(truth: np.ndarray, scores: np.ndarray, target: float) -> float:
+    """The lowest threshold whose precision reaches `target` (the most recall); 1.0 if none."""
+    precision, _, thresholds = skm.precision_recall_curve(np.asarray(truth).astype(bool), scores)
+    ok = np.nonzero(precision[:-1] >= target)[0]
+    return float(thresholds[ok[0]]) if len(ok) else 1.0
+
+
+def measure_latency(predictor: Predictor, files: list[Path], warmup: int = 3) -> float:
+    """Median milliseconds per image, file -> probabilities, one image at a time."""
+    if not files:
+        return float("nan")
+    for path in files[:warmup]:
+        predictor.predict_file(path)
+    times = []
+    for path in files:
+        start = time.perf_counter()
+        predictor.predict_file(path)
+        times.append((time.perf_counter() - start) * 1000.0)
+    return statistics.median(times)
+
+
+def evaluate(run_dir_or_model: str | Path, data_root: str | Path | None = None,
+             split: str = "test", threads: int | None = None,
+             target_precision: float | None = None, latency_images: int = 100,
+             progress: bool = True) -> dict:
+    """Evaluate a model on a split and write metrics, report and plots beside it.
+
+    Args:
+        run_dir_or_model: str. A run folder (its `best.keras`) or a `.keras` file.
+        data_root: str or None. Dataset folder; None uses the run's `data.root`.
+        split: str. Which split to evaluate. Defaults to "test".
+        threads: int or None. Recorded with the latency (set them with `set_threads`).
+        target_precision: float or None. Also report each head's recall at the
+            threshold chosen on the validation split to reach this precision.
+        latency_images: int. Images timed one by one for `latency_ms`.
+
+    Returns:
+        The metrics dict written to `metrics.json` (`metrics_<split>.json` for
+        splits other than test).
+    """
+    model_path = resolve_model(run_dir_or_model)
+    predictor = Predictor(model_path)
+    cfg = predictor.config
+    root = data_root or (cfg.data.root if cfg else None)
+    if root is None:
+        raise ValueError(f"{model_path} has no config.yaml beside it: pass --data ROOT.")
+    on_bad = cfg.data.on_bad_image if cfg else "error"
+    cache_dir = (cfg.data.cache_dir if cfg and cfg.data.cache_dir
+                 else model_path.parent.parent / "cache")
+    classes = predictor.class_names
+
+    def run(split_name):
+        data = load_split(root, split_name, predictor.img_size, len(classes), on_bad,
+                          cache_dir, progress=progress)
+        if data.dropped:
+            print(data.dropped)
+        return data, predictor.predict_arrays(data.images)
+
+    data, scores = run(split)
+    truth = encode_targets(data.class_ids, "two_head", predictor.heads, len(classes))
+    decisions = predictor.decisions(scores)
+    heads = {}
+    for name in predictor.heads:
+        threshold = None if predictor.kind == "softmax" else 0.5
+        heads[name] = binary_metrics(truth[name][:, 0], scores[name], decisions[name], threshold)
+
+    result = {
+        "model": str(model_path),
+        "exp": cfg.exp if cfg else model_path.parent.name,
+        "kind": predictor.kind,
+        "img_size": predictor.img_size,
+        "data": str(root),
+        "split": split,
+        "images": len(data),
+        "heads": heads,
+    }
+    if target_precision is not None:
+        val_data, val_scores = run("val") if split != "val" else (data, scores)
+        val_truth = encode_targets(val_data.class_ids, "two_head", predictor.heads, len(classes))
+        chosen = {name: threshold_for_precision(val_truth[name][:, 0], val_scores[name],
+                                                target_precision) for name in predictor.heads}
+        at = predictor.decisions(scores, chosen)
+        result["at_target_precision"] = {
+            "target": target_precision,
+            "heads": {name: binary_metrics(truth[name][:, 0], scores[name], at[name],
+                                           chosen[name]) for name in predictor.heads},
+        }
+    files = [Path(root) / row.path for row in data.rows[:latency_images]]
+    result["latency_ms"] = measure_latency(predictor, files)
+    result["latency_threads"] = threads
+    result["model_bytes"] = model_path.stat().st_size
+
+    out_dir = model_path.parent
+    name = "metrics.json" if split == "test" else f"metrics_{split}.json"
+    atomic_write_json(out_dir / name, result)
+    suffix = "" if split == "test" else f"_{split}"
+    _plots(predictor, data, truth, scores, decisions, out_dir, suffix)
+    atomic_write_text(out_dir / f"report{suffix}.md", report_markdown(result))
+    return result
+
+
+def _plots(predictor, data, truth, scores, decisions, out_dir: Path, suffix: str) -> None:
+    curves = {}
+    for name in predictor.heads:
+        t = truth[name][:, 0]
+        if len(np.unique(t)) == 2:
+            p, r, _ = skm.precision_recall_curve(t.astype(bool), scores[name])
+            curves[name] = (p, r)
+    if curves:
+        reports.plot_pr_curves(curves, out_dir / f"pr_curves{suffix}.png",
+                               f"{predictor.kind}: precision-recall ({data.name})")
+    matrices = {
+        name: (skm.confusion_matrix(truth[name][:, 0].astype(bool), decisions[name],
+                                    labels=[False, True]), ["no", "yes"])
+        for name in predictor.heads
+    }
+    if predictor.kind == "softmax":
+        labels = list(range(len(predictor.class_names)))
+        matrices["classes"] = (skm.confusion_matrix(
+            data.class_ids, scores[SOFTMAX_OUTPUT].argmax(axis=1), labels=labels),
+            predictor.class_names)
+    reports.plot_confusions(matrices, out_dir / f"confusion{suffix}.png")
+
+
+def head_table(result: dict) -> pd.DataFrame:
+    """The per-head table of one evaluation."""
+    rows = [{"head": name, **{k: m[k] for k in ("precision", "recall", "f1", "accuracy", "auc")},
+             "positives": m["positives"], "images": m["support"]}
+            for name, m in result["heads"].items()]
+    if "at_target_precision" in result:
+        target = result["at_target_precision"]["target"]
+        for name, m in result["at_target_precision"]["heads"].items():
+            rows.append({"head": f"{name} @P>={target:g} (t={m['threshold']:.3f})",
+                         **{k: m[k] for k in ("precision", "recall", "f1", "accuracy", "auc")},
+                         "positives": m["positives"], "images": m["support"]})
+    return pd.DataFrame(rows)
+
+
+def report_markdown(result: dict) -> str:
+    """A short Markdown report of one evaluation."""
+    return (
+        f"# {result['exp']} ({result['kind']}, {result['img_size']} px) on "
+        f"{result['split']} ({result['images']} images)\n\n"
+        + reports.markdown_table(head_table(result))
+        + f"\n\nLatency (file -> probabilities, median, 1 image at a time): "
+        f"{result['latency_ms']:.2f} ms; model file: {result['model_bytes'] / 1e6:.2f} MB\n"
+    )
+
+
+def compare(paths: list[str | Path], heads=("main", "aux")) -> pd.DataFrame:
+    """The reference's results table for several evaluated runs.
+
+    Args:
+        paths: run folders (their `metrics.json`), model files (the `metrics.json`
+            beside them) or `metrics*.json` files.
+        heads: the two heads whose precision and recall are shown.
+    """
+    rows = []
+    for p in paths:
+        p = Path(p)
+        metrics_path = p if p.suffix == ".json" else (p if p.is_dir() else p.parent) / "metrics.json"
+        if not metrics_path.is_file():
+            raise FileNotFoundError(
+                f"No {metrics_path}: run `tf-twohead evaluate {p}` first.")
+        m = json.loads(metrics_path.read_text())
+        row = {"model": f"{m['exp']} ({m['kind']})", "img size": m["img_size"]}
+        for head in heads:
+            h = m["heads"].get(head, {})
+            row[f"{head} precision"] = h.get("precision", float("nan"))
+            row[f"{head} recall"] = h.get("recall", float("nan"))
+        row["latency ms"] = m["latency_ms"]
+        row["size MB"] = m["model_bytes"] / 1e6
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,130 @@
+"""`Predictor`: image files or uint8 arrays in, named per-head probabilities out.
+
+It loads a `.keras` model (no custom objects needed) and reads the head definitions
+(positive class ids) from the run's `config.yaml` beside it, falling back to the
+package defaults. For the softmax baseline each head's probability is the sum of the
+probabilities of its positive classes and its decision is "argmax is a positive
+class", so both kinds answer the same per-head questions.
+
+Example:
+
+>>> predictor = Predictor("saved_models/two_head/best.keras")
+>>> predictor.predict_file("dataset/screens/img_1.jpg")
+{'main': 0.97, 'aux': 0.02}
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from tf_twohead.config import DEFAULT_CLASS_NAMES, DEFAULT_HEADS, SOFTMAX_OUTPUT
+from tf_twohead.data.images import load_rgb
+
+
+def set_threads(threads: int | None) -> None:
+    """Limit TensorFlow to `threads` CPU threads; call before the first TF op runs."""
+    if not threads:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(1 if threads == 1 else 2)
+    except RuntimeError as e:  # TF already initialised: say so instead of ignoring it
+        raise RuntimeError(f"set_threads({threads}) must run before TensorFlow starts: {e}")
+
+
+def find_run_config(model_path: str | Path):
+    """The `config.yaml` beside a model file, loaded, or None when there is none."""
+    from tf_twohead import config as config_lib
+
+    candidate = Path(model_path).parent / "config.yaml"
+    return config_lib.load(candidate) if candidate.is_file() else None
+
+
+class Predictor:
+    """Run a saved model on images and return probabilities keyed by head name.
+
+    Args:
+        model_path: str. A `.keras` file.
+        heads: dict or None. Head name -> positive class ids; None reads the run's
+            `config.yaml` beside the model, else uses `{"main": [2], "aux": [1]}`.
+        batch_size: int. Batch size of `predict_arrays`.
+    """
+
+    def __init__(self, model_path: str | os.PathLike, heads: dict | None = None,
+                 batch_size: int = 64):
+        import keras
+        import tensorflow as tf
+
+        self.path = Path(model_path)
+        if self.path.suffix != ".keras":
+            raise ValueError(f"Predictor reads .keras files. Received: {model_path}")
+        if not self.path.is_file():
+            raise FileNotFoundError(f"Model file not found: {model_path}")
+        cfg = find_run_config(self.path)
+        self.config = cfg
+        self.model = keras.saving.load_model(self.path, compile=False)
+        self.img_size = int(self.model.inputs[0].shape[1])
+        self.output_names = list(self.model.output_names)
+        self.kind = "softmax" if self.output_names == [SOFTMAX_OUTPUT] else "two_head"
+        self.class_names = list(cfg.data.class_names) if cfg else list(DEFAULT_CLASS_NAMES)
+        if heads is None:
+            heads = dict(cfg.model.heads) if cfg else dict(DEFAULT_HEADS)
+        if self.kind == "two_head":
+            heads = {name: heads.get(name, []) for name in self.output_names}
+        self.heads = {k: list(v) for k, v in heads.items()}
+        self.batch_size = batch_size
+        spec = tf.TensorSpec((None, self.img_size, self.img_size, 3), tf.uint8)
+        model = self.model
+        # One traced graph: far less per-call overhead than model.predict() for 1 image.
+        self._serve = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+
+    @property
+    def head_names(self) -> list[str]:
+        return list(self.heads)
+
+    def raw(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """The model's own outputs for a uint8 batch `(N, S, S, 3)`, keyed by output name."""
+        return {k: np.asarray(v) for k, v in self._serve(images).items()}
+
+    def predict_arrays(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-head probabilities `(N,)` for a uint8 batch; adds "probs" for softmax models."""
+        chunks = [self.raw(np.asarray(images[i:i + self.batch_size], dtype=np.uint8))
+                  for i in range(0, len(images), self.batch_size)]
+        outputs = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+        return self.head_scores(outputs)
+
+    def head_scores(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Map raw outputs to per-head probabilities (and keep softmax "probs")."""
+        if self.kind == "two_head":
+            return {name: outputs[name].reshape(-1) for name in self.heads}
+        probs = outputs[SOFTMAX_OUTPUT]
+        scores = {name: probs[:, ids].sum(axis=1) for name, ids in self.heads.items()}
+        scores[SOFTMAX_OUTPUT] = probs
+        return scores
+
+    def decisions(self, scores: dict[str, np.ndarray],
+                  thresholds: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+        """Per-head yes/no: score >= threshold, or for softmax (no threshold) argmax."""
+        out = {}
+        for name, ids in self.heads.items():
+            if thresholds and name in thresholds:
+                out[name] = scores[name] >= thresholds[name]
+            elif self.kind == "softmax":
+                out[name] = np.isin(scores[SOFTMAX_OUTPUT].argmax(axis=1), ids)
+            else:
+                out[name] = scores[name] >= 0.5
+        return out
+
+    def predict_file(self, path: str | os.PathLike) -> dict:
+        """Probabilities for one image file: decode + EXIF + RGB + resize + model."""
+        image = load_rgb(path, self.img_size)[None]
+        scores = self.head_scores(self.raw(image))
+        result = {name: float(scores[name][0]) for name in self.heads}
+        if self.kind == "softmax":
+            result[SOFTMAX_OUTPUT] = [float(p) for p in scores[SOFTMAX_OUTPUT][0]]
+        return result
