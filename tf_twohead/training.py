@@ -127,7 +127,7 @@ def monitor_name(cfg: Config) -> str:
 
 
 def train(cfg: Config, resume: bool = False, overwrite: bool = False,
-          verbose: int | str = "auto") -> dict:
+          verbose: int | str = "auto", callbacks: list | None = None) -> dict:
     """Train the model a `Config` describes and fill its run folder.
 
     Args:
@@ -135,6 +135,7 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False,
         resume: bool. Continue an interrupted run from `last.keras` and its state.
         overwrite: bool. Start again in a run folder that already has a model.
         verbose: Keras' fit verbosity.
+        callbacks: list or None. Extra Keras callbacks, run after the run's own.
 
     Returns:
         The run state: `{"epoch", "best", "best_epoch", "monitor", "run_dir"}`.
@@ -169,16 +170,17 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False,
         return {**state, "run_dir": str(run_dir)}
 
     monitor = monitor_name(cfg)
-    callbacks = [
+    run_callbacks = [
         keras.callbacks.LearningRateScheduler(step_decay(cfg)),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=bool(state)),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), profile_batch=0),
         RunCheckpoint(run_dir, monitor, state.get("best", -math.inf) if state else -math.inf,
                       state.get("best_epoch") if state else None),
         PlotCurves(run_dir),
+        *(callbacks or []),
     ]
     model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs,
-              initial_epoch=initial_epoch, steps_per_epoch=steps, callbacks=callbacks,
+              initial_epoch=initial_epoch, steps_per_epoch=steps, callbacks=run_callbacks,
               shuffle=False, verbose=verbose)
     final = json.loads(state_path.read_text())
     print(f"Done: best {monitor}={final['best']:.4f} at epoch {final['best_epoch']} -> "

@@ -1,0 +1,95 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from model_checks import check_outputs, check_round_trip
+from tf_twohead import models
+from tf_twohead.config import WIDTHS
+from tf_twohead.models.shufflenet import STAGE_OUT_CHANNELS
+
+# torchvision's shufflenet_v2_x*_0 parameter counts (1000 classes; BN statistics are buffers).
+TORCHVISION_PARAMS = {0.5: 1_366_792, 1.0: 2_278_604, 1.5: 3_503_624, 2.0: 7_393_996}
+
+
+def trainable(model):
+    return sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+
+
+@pytest.mark.parametrize("width", sorted(TORCHVISION_PARAMS))
+def test_backbone_matches_torchvision_parameter_count(width):
+    assert trainable(models.shufflenet_v2(width, (64, 64, 3))) == TORCHVISION_PARAMS[width]
+
+
+def test_config_widths_are_the_stage_table():
+    assert tuple(sorted(STAGE_OUT_CHANNELS)) == WIDTHS
+
+
+def test_layer_names_mirror_torchvision():
+    names = {layer.name for layer in models.shufflenet_v2(0.5, (64, 64, 3)).layers}
+    for expected in ("conv1_0", "conv1_1", "maxpool", "stage2_0_branch1_0",
+                     "stage2_0_branch2_5", "stage4_3_branch2_6", "conv5_0", "fc"):
+        assert expected in names
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_two_head_outputs_for_all_widths(width):
+    model = models.build("two_head", 64, width, head_width=32)
+    check_outputs(model, ["main", "aux"], [1, 1])
+
+
+def test_reference_parameter_totals():
+    # DESIGN.md: x0.5 @ 1024-wide heads, counting BN statistics (Keras count_params).
+    assert models.build("two_head", 64).count_params() == 552_498
+    assert models.build("softmax", 64).count_params() == 352_819
+
+
+def test_n_head_and_softmax_outputs():
+    three = models.build("two_head", 64, heads={"screen": [2], "doc": [0], "other": [1]},
+                         head_width=16)
+    check_outputs(three, ["screen", "doc", "other"], [1, 1, 1])
+    softmax = models.build("softmax", 64, head_width=16, num_classes=3)
+    _, out = check_outputs(softmax, ["probs"], [3])
+    np.testing.assert_allclose(np.asarray(out["probs"]).sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_normalisation_is_inside_the_model():
+    import keras
+
+    model = models.build("two_head", 32, head_width=8)
+    norm = keras.Model(model.inputs, model.get_layer("normalize").output)
+    x = np.zeros((1, 32, 32, 3), np.uint8) + np.array([124, 116, 104], np.uint8)  # ~ mean
+    assert np.abs(np.asarray(norm(x))).max() < 0.02
+    white = np.asarray(norm(np.full((1, 32, 32, 3), 255, np.uint8)))[0, 0, 0]
+    np.testing.assert_allclose(white, [(1 - 0.485) / 0.229, (1 - 0.456) / 0.224,
+                                       (1 - 0.406) / 0.225], rtol=1e-5)
+
+
+def test_invalid_arguments_say_what_was_received():
+    with pytest.raises(ValueError, match="Received: width=0.7"):
+        models.build("two_head", 64, 0.7)
+    with pytest.raises(ValueError, match="Received: kind='three'"):
+        models.build("three", 64)
+    with pytest.raises(ValueError, match="Received: img_size=16"):
+        models.build("two_head", 16)
+
+
+@pytest.mark.parametrize("kind", ["two_head", "softmax"])
+def test_keras_round_trip(kind, tmp_path):
+    check_round_trip(models.build(kind, 32, head_width=16), tmp_path / "m.keras")
+
+
+def test_best_keras_loads_in_a_fresh_process(tmp_path):
+    path = tmp_path / "best.keras"
+    model = models.build("two_head", 32, head_width=8)
+    model.save(path)
+    code = (
+        "import keras, numpy as np;"
+        f"m = keras.saving.load_model({str(path)!r});"
+        "out = m(np.zeros((1, 32, 32, 3), np.uint8));"
+        "print(sorted(out), [tuple(v.shape) for k, v in sorted(out.items())])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "['aux', 'main'] [(1, 1), (1, 1)]" in done.stdout
