@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +34,11 @@ def set_threads(threads: int | None) -> None:
     try:
         tf.config.threading.set_intra_op_parallelism_threads(int(threads))
         tf.config.threading.set_inter_op_parallelism_threads(1 if threads == 1 else 2)
-    except RuntimeError as e:  # TF already initialised: say so instead of ignoring it
-        raise RuntimeError(f"set_threads({threads}) must run before TensorFlow starts: {e}")
+    except RuntimeError:  # TF already running in this process (a notebook, a test)
+        current = tf.config.threading.get_intra_op_parallelism_threads()
+        if current != int(threads):
+            warnings.warn(f"TensorFlow is already running with {current or 'all'} threads; "
+                          f"threads={threads} applies only in a new process.", stacklevel=2)
 
 
 def find_run_config(model_path: str | Path):

@@ -1,0 +1,117 @@
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import tiny_config
+from tf_twohead import training
+from tf_twohead.data.splits import DataError
+from tf_twohead.fileio import atomic_path
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Stops the run like Ctrl-C after `after` epochs."""
+
+    def __init__(self, after):
+        super().__init__()
+        self.after = after
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.after:
+            raise KeyboardInterrupt
+
+
+def test_run_folder_contents(dataset, tmp_path):
+    cfg = tiny_config(tmp_path, dataset)
+    state = training.train(cfg, verbose=0)
+    run = cfg.run_dir
+    for name in ("config.yaml", "best.keras", "last.keras", "history.csv", "curves.png",
+                 "train_state.json"):
+        assert (run / name).is_file(), name
+    assert any((run / "logs").rglob("*tfevents*"))
+    history = pd.read_csv(run / "history.csv")
+    assert len(history) == 2
+    for column in ("main_f1", "aux_f1", "val_main_f1", "val_aux_auc", "main_precision",
+                   "aux_recall", "main_loss", "aux_loss"):
+        assert column in history
+    assert state["monitor"] == "val_main_f1"
+    assert state["best"] == pytest.approx(history["val_main_f1"].max())
+    model = keras.saving.load_model(run / "best.keras", compile=False)
+    assert sorted(model.output_names) == ["aux", "main"]
+
+
+def test_loss_is_weighted_two_to_one(dataset, tmp_path):
+    cfg = tiny_config(tmp_path, dataset)
+    model = training.compile_model(training.models.from_config(cfg), cfg)
+    x = np.zeros((4, 32, 32, 3), np.uint8)
+    y = {"main": np.ones((4, 1), np.float32), "aux": np.zeros((4, 1), np.float32)}
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert logs["loss"] == pytest.approx(2 * logs["main_loss"] + logs["aux_loss"], rel=1e-4)
+
+
+def test_step_decay_schedule(dataset, tmp_path):
+    schedule = training.step_decay(tiny_config(tmp_path, dataset))
+    assert [round(schedule(e), 8) for e in (0, 3, 4, 7, 8)] == [1e-3, 1e-3, 1e-4, 1e-4, 1e-5]
+
+
+def test_interrupted_run_keeps_best_and_resumes(dataset, tmp_path):
+    cfg = tiny_config(tmp_path, dataset, "train.epochs=3")
+    run = cfg.run_dir
+    with pytest.raises(KeyboardInterrupt):
+        training.train(cfg, verbose=0, callbacks=[Interrupt(after=2)])
+    state = json.loads((run / "train_state.json").read_text())
+    assert state["epoch"] == 2
+    best_before = (run / "best.keras").read_bytes()
+    keras.saving.load_model(run / "best.keras", compile=False)  # intact and loadable
+
+    with pytest.raises(training.RunExistsError, match="--resume"):
+        training.train(cfg, verbose=0)  # a plain re-run must not clobber the best model
+    assert (run / "best.keras").read_bytes() == best_before
+
+    final = training.train(cfg, resume=True, verbose=0)
+    assert final["epoch"] == 3
+    history = pd.read_csv(run / "history.csv")
+    assert history["epoch"].tolist() == [0, 1, 2]
+    assert final["best"] == pytest.approx(history["val_main_f1"].max())
+
+
+def test_resume_refuses_a_different_model(dataset, tmp_path):
+    cfg = tiny_config(tmp_path, dataset, "train.epochs=2")
+    with pytest.raises(KeyboardInterrupt):
+        training.train(cfg, verbose=0, callbacks=[Interrupt(after=1)])
+    other = tiny_config(tmp_path, dataset, "train.epochs=2", "model.head_width=32")
+    with pytest.raises(training.RunExistsError, match="`model` settings differ"):
+        training.train(other, resume=True, verbose=0)
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
+    target = tmp_path / "best.keras"
+    target.write_bytes(b"old model")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half a mod")
+            raise RuntimeError("killed mid-save")
+    assert target.read_bytes() == b"old model"
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_softmax_baseline_trains_with_per_head_metrics(dataset, tmp_path):
+    cfg = tiny_config(tmp_path, dataset, "model.kind=softmax", "exp=soft", "train.epochs=1")
+    state = training.train(cfg, verbose=0)
+    history = pd.read_csv(cfg.run_dir / "history.csv")
+    for column in ("val_main_f1", "val_aux_precision", "val_main_auc", "loss"):
+        assert column in history
+    assert state["monitor"] == "val_main_f1"
+    model = keras.saving.load_model(cfg.run_dir / "last.keras")  # custom metrics reload
+    assert model.output_names == ["probs"]
+
+
+def test_bad_data_fails_before_training_starts(dataset, tmp_path):
+    (dataset / "test.csv").write_text((dataset / "test.csv").read_text() + "nope.jpg,1\n")
+    cfg = tiny_config(tmp_path, dataset)
+    with pytest.raises(DataError, match="test.csv:19: 'nope.jpg' missing file"):
+        training.train(cfg, verbose=0)
+    assert (cfg.run_dir / "config.yaml").is_file()
+    assert not (cfg.run_dir / "last.keras").exists()
