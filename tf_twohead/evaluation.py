@@ -145,7 +145,8 @@ def evaluate(run_dir_or_model: str | Path, data_root: str | Path | None = None,
     files = [Path(root) / row.path for row in data.rows[:latency_images]]
     result["latency_ms"] = measure_latency(predictor, files)
     result["latency_threads"] = threads
-    result["model_bytes"] = model_path.stat().st_size
+    result["model_bytes"] = model_path.stat().st_size  # .keras includes optimizer state
+    result["params"] = int(predictor.model.count_params())
 
     out_dir = model_path.parent
     name = "metrics.json" if split == "test" else f"metrics_{split}.json"
@@ -226,6 +227,7 @@ def compare(paths: list[str | Path], heads=("main", "aux")) -> pd.DataFrame:
             row[f"{head} precision"] = h.get("precision", float("nan"))
             row[f"{head} recall"] = h.get("recall", float("nan"))
         row["latency ms"] = m["latency_ms"]
+        row["params"] = m.get("params", "")
         row["size MB"] = m["model_bytes"] / 1e6
         rows.append(row)
     return pd.DataFrame(rows)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import keras
@@ -127,14 +128,15 @@ def monitor_name(cfg: Config) -> str:
 
 
 def train(cfg: Config, resume: bool = False, overwrite: bool = False,
-          verbose: int | str = "auto", callbacks: list | None = None) -> dict:
+          verbose: int | str | None = None, callbacks: list | None = None) -> dict:
     """Train the model a `Config` describes and fill its run folder.
 
     Args:
         cfg: `Config`. The resolved experiment configuration.
         resume: bool. Continue an interrupted run from `last.keras` and its state.
         overwrite: bool. Start again in a run folder that already has a model.
-        verbose: Keras' fit verbosity.
+        verbose: Keras' fit verbosity; None shows a progress bar on a terminal and one
+            line per epoch otherwise (logs, CI).
         callbacks: list or None. Extra Keras callbacks, run after the run's own.
 
     Returns:
@@ -179,6 +181,8 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False,
         PlotCurves(run_dir),
         *(callbacks or []),
     ]
+    if verbose is None:
+        verbose = "auto" if sys.stdout.isatty() else 2
     model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs,
               initial_epoch=initial_epoch, steps_per_epoch=steps, callbacks=run_callbacks,
               shuffle=False, verbose=verbose)
