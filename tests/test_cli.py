@@ -5,8 +5,8 @@ import shutil
 import subprocess
 
 import pytest
-
 from test_sources import fake_fashion_mnist
+
 from tf_twohead.cli import main
 
 TINY = ["data.img_size=32", "model.head_width=16", "train.epochs=1", "train.batch_size=16",

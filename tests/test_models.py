@@ -3,8 +3,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from model_checks import check_outputs, check_round_trip
+
 from tf_twohead import models
 from tf_twohead.config import WIDTHS
 from tf_twohead.models.shufflenet import STAGE_OUT_CHANNELS

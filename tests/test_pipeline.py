@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-
 from conftest import tiny_config, write_dataset
+
 from tf_twohead.data.cache import load_split
 from tf_twohead.data.pipeline import datasets_for, load_splits, make_dataset
 from tf_twohead.data.splits import DataError, encode_targets

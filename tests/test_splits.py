@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-
 from conftest import write_image
+
 from tf_twohead.data.splits import DataError, encode_targets, read_split, resolve
 
 

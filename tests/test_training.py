@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import tiny_config
+
 from tf_twohead import training
 from tf_twohead.data.splits import DataError
 from tf_twohead.fileio import atomic_path

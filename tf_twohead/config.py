@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,22 +101,35 @@ def load(path: str | os.PathLike | None = None, overrides: list[str] | None = No
     Returns:
         A frozen, validated `Config`.
     """
-    merged = OmegaConf.structured(Config)
+    sources = []
     if path is not None:
         if not Path(path).is_file():
             raise ConfigError(f"Config file not found: {path}")
-        merged = _merge(merged, lambda: OmegaConf.load(path), f"config file {path}")
-        merged = _merge(None, lambda: _replace_mappings(merged, OmegaConf.load(path)),
-                        f"config file {path}")
+        sources.append((f"config file {path}", lambda: OmegaConf.load(path)))
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(
                 f"Override must look like key=value, e.g. train.epochs=3. Received: {item!r}"
             )
-        merged = _merge(merged, lambda: OmegaConf.from_dotlist([item]), f"override {item!r}")
-        merged = _merge(None, lambda: _replace_mappings(merged, OmegaConf.from_dotlist([item])),
-                        f"override {item!r}")
-    config = _merge(None, lambda: OmegaConf.to_object(merged), "config")
+        sources.append((f"override {item!r}", lambda item=item: OmegaConf.from_dotlist([item])))
+    return _resolve(sources)
+
+
+def from_dict(values: dict) -> Config:
+    """Build a validated `Config` from a nested dict (e.g. in tests or notebooks)."""
+    return _resolve([("values", lambda: OmegaConf.create(values))])
+
+
+def _resolve(sources) -> Config:
+    """Merge `(where, make_source)` pairs over the schema, in order; validate the result."""
+    merged = OmegaConf.structured(Config)
+    for where, make in sources:
+        with _config_errors(where):
+            source = make()
+            merged = OmegaConf.merge(merged, source)
+            _replace_mappings(merged, source)
+    with _config_errors("config"):
+        config = OmegaConf.to_object(merged)
     validate(config)
     return config
 
@@ -126,7 +140,7 @@ def load(path: str | os.PathLike | None = None, overrides: list[str] | None = No
 REPLACED_MAPPINGS = ("model.heads", "train.loss_weights", "train.pos_weight")
 
 
-def _replace_mappings(merged, source):
+def _replace_mappings(merged, source) -> None:
     for key in REPLACED_MAPPINGS:
         value = OmegaConf.select(source, key, default=None)
         if value is not None:
@@ -135,14 +149,13 @@ def _replace_mappings(merged, source):
                 value = {k: float(v) if isinstance(v, int) else v for k, v in value.items()}
             with read_write(merged[section]):  # the schema is frozen; this is the loader
                 merged[section][name] = value
-    return merged
 
 
-def _merge(base, make, where: str):
-    """Merge (or convert) with OmegaConf, turning its errors into one clear `ConfigError`."""
+@contextlib.contextmanager
+def _config_errors(where: str):
+    """Turn OmegaConf and YAML errors into one `ConfigError` naming the source."""
     try:
-        value = make()
-        return value if base is None else OmegaConf.merge(base, value)
+        yield
     except OmegaConfBaseException as e:
         reason = str(e).splitlines()[0]
         raise ConfigError(
@@ -151,14 +164,6 @@ def _merge(base, make, where: str):
         ) from None
     except Exception as e:  # YAML syntax errors and the like
         raise ConfigError(f"Invalid {where}: {e}") from None
-
-
-def from_dict(values: dict) -> Config:
-    """Build a validated `Config` from a nested dict (e.g. in tests or notebooks)."""
-    merged = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.create(values))
-    config = OmegaConf.to_object(merged)
-    validate(config)
-    return config
 
 
 def validate(config: Config) -> None:
@@ -181,9 +186,12 @@ def validate(config: Config) -> None:
         bad = [i for i in ids if not 0 <= i < len(d.class_names)]
         _check(ids and not bad, f"model.heads.{name}",
                f"positive class ids in 0..{len(d.class_names) - 1}", list(ids))
-    for key, mapping in (("train.loss_weights", t.loss_weights), ("train.pos_weight", t.pos_weight)):
+    for key, mapping in (("train.loss_weights", t.loss_weights),
+                         ("train.pos_weight", t.pos_weight)):
         unknown = sorted(set(mapping) - set(m.heads))
         _check(not unknown, key, f"keys among the heads {list(m.heads)}", unknown)
+    _check(not (m.kind == "softmax" and t.pos_weight), "train.pos_weight",
+           "empty for model.kind=softmax (it weights per-head sigmoid losses)", dict(t.pos_weight))
     _check(t.monitor_head in m.heads, "train.monitor_head", f"one of {list(m.heads)}",
            t.monitor_head)
     _check(t.epochs >= 1, "train.epochs", "at least 1", t.epochs)

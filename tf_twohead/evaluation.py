@@ -216,7 +216,8 @@ def compare(paths: list[str | Path], heads=("main", "aux")) -> pd.DataFrame:
     rows = []
     for p in paths:
         p = Path(p)
-        metrics_path = p if p.suffix == ".json" else (p if p.is_dir() else p.parent) / "metrics.json"
+        folder = p if p.is_dir() else p.parent
+        metrics_path = p if p.suffix == ".json" else folder / "metrics.json"
         if not metrics_path.is_file():
             raise FileNotFoundError(
                 f"No {metrics_path}: run `tf-twohead evaluate {p}` first.")
