@@ -45,15 +45,8 @@ def test_overrides_win_and_config_is_frozen():
     ("model.heads={main: [5]}", r"model.heads.main must be positive class ids in 0..2"),
     ("train.monitor_head=aux2", "train.monitor_head"),
     ("epochs", "key=value"),
-    ("train.pos_weight={main: 3}", None),
 ])
 def test_bad_keys_and_values_are_named(override, message):
-    if message is None:  # valid for two heads, an error for the softmax baseline
-        config.load("configs/two_head.yaml", [override])
-        override, message = "model.kind=softmax", "train.pos_weight must be empty"
-        with pytest.raises(config.ConfigError, match=message):
-            config.load("configs/two_head.yaml", ["train.pos_weight={main: 3}", override])
-        return
     with pytest.raises(config.ConfigError, match=message):
         config.load("configs/two_head.yaml", [override])
 
@@ -72,3 +65,9 @@ def test_heads_in_a_file_replace_the_defaults(tmp_path):
     cfg = config.load(path)
     assert cfg.model.heads == {"screen": [2], "doc": [0], "other": [1]}
     assert cfg.train.loss_weights == {"screen": 2.0}
+
+
+def test_pos_weight_is_for_sigmoid_heads_only():
+    assert config.load(None, ["train.pos_weight={main: 3}"]).train.pos_weight == {"main": 3.0}
+    with pytest.raises(config.ConfigError, match="train.pos_weight must be empty"):
+        config.load(None, ["train.pos_weight={main: 3}", "model.kind=softmax"])
