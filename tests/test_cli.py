@@ -3,6 +3,8 @@
 import json
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from test_sources import fake_fashion_mnist
@@ -60,7 +62,10 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys):
 
 
 def test_console_script_is_installed():
-    done = subprocess.run(["tf-twohead", "--help"], capture_output=True, text=True)
+    beside = Path(sys.executable).parent / "tf-twohead"  # a venv that is not activated
+    script = str(beside) if beside.exists() else shutil.which("tf-twohead")
+    assert script, "the tf-twohead console script is not installed"
+    done = subprocess.run([script, "--help"], capture_output=True, text=True)
     assert done.returncode == 0
     for command in ("data", "train", "evaluate", "compare", "predict"):
         assert command in done.stdout
