@@ -1,0 +1,137 @@
+"""Validate a split by decoding every image once, and keep the resized pixels.
+
+Decoding big phone photos with EXIF handling costs far more than a training step on
+a 256 px ShuffleNet, so every image is decoded exactly once, in parallel threads
+(Pillow releases the GIL), through `images.load_rgb`, and stored resized as one uint8
+`.npy` array. The same pass is the validation: a truncated or undecodable image is
+reported with its CSV line before training starts. Later runs with the same files and
+size reuse the cache; any change to the CSV, a file's size or its mtime rebuilds it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from tf_twohead.data.images import load_rgb
+from tf_twohead.data.splits import DataError, Problem, Row, read_split, resolve, split_csv
+from tf_twohead.fileio import atomic_path, atomic_write_json
+
+CACHE_VERSION = 1
+
+
+@dataclasses.dataclass
+class SplitData:
+    """A validated split: resized RGB pixels and class ids, row-aligned.
+
+    Attributes:
+        name: str. "train", "val" or "test".
+        images: uint8 array `(N, S, S, 3)`, memory-mapped from the cache.
+        class_ids: int64 array `(N,)`.
+        rows: list of `Row`, the CSV origin of each image.
+        dropped: str. Summary of rows skipped under `on_bad_image=skip`.
+    """
+
+    name: str
+    images: np.ndarray
+    class_ids: np.ndarray
+    rows: list[Row]
+    dropped: str = ""
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def load_split(root: str | Path, split: str, img_size: int, num_classes: int,
+               on_bad_image: str = "error", cache_dir: str | Path | None = None,
+               workers: int = 0, progress: bool = True) -> SplitData:
+    """Read, validate and cache one split of a dataset.
+
+    Args:
+        root: str. Dataset folder holding `<split>.csv` and the images.
+        split: str. Split name.
+        img_size: int. Side of the square the images are resized to.
+        num_classes: int. Valid class ids are `0..num_classes-1`.
+        on_bad_image: str. "error" raises `DataError` listing every bad row; "skip"
+            drops them and reports how many and why.
+        cache_dir: str or None. Where resized arrays are kept; None means
+            `<root>/.tf_twohead_cache`.
+        workers: int. Decoding threads; 0 means one per CPU core.
+        progress: bool. Show a progress bar while decoding.
+
+    Returns:
+        A `SplitData`.
+    """
+    csv_path = split_csv(root, split)
+    rows, problems = read_split(csv_path, num_classes)
+    where = f"{split} split ({csv_path})"
+    if on_bad_image == "error":
+        resolve("error", problems, where)  # row problems stop us before any decoding
+    folder = _cache_folder(cache_dir or Path(root) / ".tf_twohead_cache", csv_path, rows,
+                           split, img_size)
+    meta_path = folder / "meta.json"
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        images = np.load(folder / "images.npy", mmap_mode="r")
+    else:
+        meta, images = _build(folder, csv_path.parent, rows, img_size, workers,
+                              f"Decoding {split} ({csv_path})" if progress else None)
+    bad = {int(i): reason for i, reason in meta["bad"].items()}
+    problems += [Problem(rows[i].csv, rows[i].line, rows[i].path, "undecodable image", why)
+                 for i, why in sorted(bad.items())]
+    problems.sort(key=lambda p: p.line)
+    dropped = resolve(on_bad_image, problems, where)
+    keep = np.array([i for i in range(len(rows)) if i not in bad], dtype=np.int64)
+    if len(keep) == 0:
+        raise DataError(f"{where}: no usable rows remain after skipping bad rows.")
+    if len(keep) < len(rows):
+        images = images[keep]  # copies only the good rows, once
+    kept_rows = [rows[i] for i in keep]
+    return SplitData(split, images, np.array([r.class_id for r in kept_rows], np.int64),
+                     kept_rows, dropped)
+
+
+def _cache_folder(cache_dir, csv_path: Path, rows: list[Row], split: str, size: int) -> Path:
+    digest = hashlib.sha1(f"v{CACHE_VERSION}|{csv_path.resolve()}|{size}".encode())
+    for row in rows:
+        stat = (csv_path.parent / row.path).stat()
+        digest.update(f"|{row.line}|{row.path}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    return Path(cache_dir) / f"{split}-{size}px-{digest.hexdigest()[:16]}"
+
+
+def _build(folder: Path, root: Path, rows: list[Row], size: int, workers: int,
+           description: str | None):
+    """Decode every row into `folder/images.npy`; remember the rows that failed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    bad: dict[int, str] = {}
+
+    def decode(index: int):
+        try:
+            return index, load_rgb(root / rows[index].path, size)
+        except Exception as e:  # Pillow raises many types for broken files
+            return index, f"{type(e).__name__}: {e}"
+
+    with atomic_path(folder / "images.npy") as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
+                                        shape=(len(rows), size, size, 3))
+        with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+            results = pool.map(decode, range(len(rows)))
+            for index, result in tqdm(results, total=len(rows), desc=description,
+                                      disable=description is None, unit="img"):
+                if isinstance(result, str):
+                    bad[index] = result
+                else:
+                    out[index] = result
+        out.flush()
+        del out
+    meta = {"version": CACHE_VERSION, "size": size, "rows": len(rows),
+            "bad": {str(i): why for i, why in bad.items()}}
+    atomic_write_json(folder / "meta.json", meta)  # written last: marks the cache complete
+    return meta, np.load(folder / "images.npy", mmap_mode="r")

@@ -1,0 +1,138 @@
+"""tf.data pipelines over validated, cached splits.
+
+Images come out as raw RGB uint8 batches (the model normalises them itself) with
+targets keyed by output name, ready for `model.fit`. Decoding, EXIF and resizing
+happened once in `data.cache`; per epoch the pipeline only shuffles (seeded), gathers
+a batch from the memory-mapped cache, augments (training only) and prefetches.
+
+Example:
+
+>>> cfg = config.load("configs/two_head.yaml")
+>>> train_ds, val_ds = make_datasets(cfg, ("train", "val"))
+>>> model.fit(train_ds, validation_data=val_ds)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_twohead.data.cache import SplitData, load_split
+from tf_twohead.data.splits import encode_targets
+
+
+def make_dataset(split: SplitData, targets: dict[str, np.ndarray], batch_size: int,
+                 training: bool = False, seed: int = 0, rotation: float = 0.0,
+                 hflip: bool = False, pos_weight: dict[str, float] | None = None
+                 ) -> tf.data.Dataset:
+    """A batched dataset of `(uint8 images, {name: target}[, {name: sample weight}])`.
+
+    Args:
+        split: `SplitData`. Validated pixels and class ids.
+        targets: dict. Output name -> target array, row-aligned with `split`.
+        batch_size: int. Images per batch (the last batch may be smaller).
+        training: bool. Shuffle with `seed` every epoch and apply augmentation.
+        seed: int. Seed for shuffling and augmentation.
+        rotation: float. Maximum random rotation in degrees (training only); the
+            corners are filled with black, as torchvision's `RandomRotation` does.
+        hflip: bool. Random horizontal flips (training only).
+        pos_weight: dict or None. Output name -> weight of positive examples; when
+            given, the dataset also yields per-output sample weights.
+    """
+    images = split.images
+    n = len(split)
+    if n == 0:
+        raise ValueError(f"Split {split.name!r} is empty.")
+    ds = tf.data.Dataset.range(n)
+    if training:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    size = images.shape[1:]
+
+    def gather(indices):
+        return images[indices]
+
+    target_tensors = {k: tf.constant(v) for k, v in targets.items()}
+    weights = {
+        name: tf.constant(np.where(targets[name][:, :1] > 0.5, pos_weight.get(name, 1.0), 1.0)
+                          .astype(np.float32)[:, 0])
+        for name in targets
+    } if pos_weight else None
+
+    def load(indices):
+        # Sorted indices make the memory-mapped read sequential; order inside a batch
+        # does not matter, and targets are gathered with the same indices.
+        indices = tf.sort(indices)
+        batch = tf.numpy_function(gather, [indices], tf.uint8, stateful=False)
+        batch = tf.ensure_shape(batch, (None, *size))
+        y = {k: tf.gather(v, indices) for k, v in target_tensors.items()}
+        if weights is None:
+            return batch, y
+        return batch, y, {k: tf.gather(v, indices) for k, v in weights.items()}
+
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if training and (rotation or hflip):
+        augment = _augmenter(rotation, hflip, seed)
+        ds = ds.map(lambda x, *rest: (augment(x), *rest), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _augmenter(rotation: float, hflip: bool, seed: int):
+    layers = []
+    if hflip:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
+    if rotation:
+        layers.append(keras.layers.RandomRotation(rotation / 360.0, fill_mode="constant",
+                                                  fill_value=0.0, seed=seed))
+
+    def augment(images):
+        x = tf.cast(images, tf.float32)
+        for layer in layers:
+            x = layer(x, training=True)
+        return tf.cast(tf.clip_by_value(tf.round(x), 0, 255), tf.uint8)
+
+    return augment
+
+
+def load_splits(cfg, splits=("train", "val"), root: str | None = None, progress=True
+                ) -> dict[str, SplitData]:
+    """Validate (and cache) several splits of the configured dataset before any training.
+
+    Every split is checked before any is returned, so a bad test row is found before
+    training starts, not after it ends.
+    """
+    data = cfg.data
+    cache_dir = data.cache_dir or str(Path(cfg.output_dir) / "cache")
+    return {
+        name: load_split(root or data.root, name, data.img_size, len(data.class_names),
+                         data.on_bad_image, cache_dir, data.workers, progress)
+        for name in splits
+    }
+
+
+def make_datasets(cfg, splits=("train", "val"), root: str | None = None, progress=True
+                  ) -> list[tf.data.Dataset]:
+    """Datasets for `splits` of a `Config`: the first named "train" is the training one.
+
+    Args:
+        cfg: `Config`. Uses `cfg.data`, `cfg.model.kind/heads` and `cfg.train`.
+        splits: tuple of str. Which splits to build.
+        root: str or None. Dataset folder overriding `cfg.data.root`.
+        progress: bool. Progress bars while building caches.
+    """
+    loaded = load_splits(cfg, splits, root, progress)
+    return [datasets_for(cfg, split) for split in loaded.values()]
+
+
+def datasets_for(cfg, split: SplitData) -> tf.data.Dataset:
+    """The dataset of one loaded split, configured from a `Config`."""
+    training = split.name == "train"
+    targets = encode_targets(split.class_ids, cfg.model.kind, cfg.model.heads,
+                             len(cfg.data.class_names))
+    pos_weight = dict(cfg.train.pos_weight) if cfg.model.kind == "two_head" else None
+    return make_dataset(split, targets, cfg.train.batch_size, training=training,
+                        seed=cfg.train.seed, rotation=cfg.data.rotation,
+                        hflip=cfg.data.hflip, pos_weight=pos_weight or None)

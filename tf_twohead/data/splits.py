@@ -1,0 +1,167 @@
+"""Read CSV splits, validate their rows, and map class ids to per-head targets.
+
+A split file has rows `relative/path.jpg,class_id` (or `|`-separated), with or without
+a header row. Every problem is collected as a `Problem` naming the CSV file, the line
+and the image path, so the whole report comes out at once, before training starts.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import dataclasses
+import io
+from pathlib import Path
+
+import numpy as np
+
+from tf_twohead.config import SOFTMAX_OUTPUT
+
+SPLITS = ("train", "val", "test")
+
+
+class DataError(ValueError):
+    """The data cannot be used as it is; the message lists every problem found."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One usable CSV row: where it came from, the image file and its class id."""
+
+    csv: str
+    line: int
+    path: str
+    class_id: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.csv}:{self.line}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """A row that cannot be used, and why."""
+
+    csv: str
+    line: int
+    path: str
+    reason: str  # short category used in summaries, e.g. "missing file"
+    detail: str = ""
+
+    def __str__(self) -> str:
+        path = f" {self.path!r}" if self.path else ""
+        detail = f": {self.detail}" if self.detail else ""
+        return f"{self.csv}:{self.line}:{path} {self.reason}{detail}"
+
+
+def split_csv(root: str | Path, split: str) -> Path:
+    """The CSV file of a split: `<root>/<split>.csv`."""
+    return Path(root) / f"{split}.csv"
+
+
+def read_split(csv_path: str | Path, num_classes: int) -> tuple[list[Row], list[Problem]]:
+    """Parse a split file into rows and row-level problems (no image is opened here).
+
+    Args:
+        csv_path: str. The CSV file; image paths in it are relative to its folder.
+        num_classes: int. Valid class ids are `0..num_classes-1`.
+
+    Returns:
+        `(rows, problems)`: the well-formed rows whose file exists, and the rest.
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise DataError(
+            f"Split file not found: {csv_path}. Expected headerless rows "
+            f"'relative/path.jpg,class_id' in <data.root>/{{train,val,test}}.csv."
+        )
+    text = csv_path.read_text(encoding="utf-8-sig")
+    lines = text.splitlines()
+    first = next((ln for ln in lines if ln.strip()), "")
+    delimiter = "|" if "|" in first else ","
+    root = csv_path.parent
+    rows, problems = [], []
+    name = str(csv_path)
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=False)
+    for index, fields in enumerate(reader):
+        line = reader.line_num
+        fields = [f.strip() for f in fields]
+        if not any(fields):
+            continue
+        if len(fields) != 2 or not fields[0]:
+            problems.append(Problem(name, line, "", "malformed row",
+                                    f"expected 'path{delimiter}class_id', got {fields}"))
+            continue
+        path, label = fields
+        try:
+            class_id = int(label)
+        except ValueError:
+            if index == 0:  # a header row such as "path,label"
+                continue
+            problems.append(Problem(name, line, path, "malformed row",
+                                    f"class id {label!r} is not an integer"))
+            continue
+        if not 0 <= class_id < num_classes:
+            problems.append(Problem(name, line, path, "unknown class id",
+                                    f"{class_id} is not in 0..{num_classes - 1}"))
+            continue
+        if not (root / path).is_file():
+            problems.append(Problem(name, line, path, "missing file",
+                                    f"{root / path} does not exist"))
+            continue
+        rows.append(Row(name, line, path, class_id))
+    if not rows and not problems:
+        raise DataError(f"Split file {csv_path} has no rows.")
+    return rows, problems
+
+
+def resolve(policy: str, problems: list[Problem], what: str) -> str:
+    """Apply `data.on_bad_image` to the problems found in a split.
+
+    Args:
+        policy: str. "error" raises `DataError` listing every problem; "skip" returns a
+            one-line summary of what was dropped and why.
+        problems: list of `Problem`.
+        what: str. Name of the split, for the messages.
+
+    Returns:
+        The summary line ("" when there was nothing to drop).
+    """
+    if not problems:
+        return ""
+    counts = collections.Counter(p.reason for p in problems)
+    summary = ", ".join(f"{n} {reason}" for reason, n in counts.most_common())
+    if policy == "skip":
+        return f"{what}: skipped {len(problems)} bad rows ({summary})."
+    shown = "\n".join(f"  {p}" for p in problems[:50])
+    more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
+    raise DataError(
+        f"{what}: {len(problems)} bad rows ({summary}):\n{shown}{more}\n"
+        "Fix or remove these rows, or set data.on_bad_image=skip to drop them."
+    )
+
+
+def encode_targets(class_ids, kind: str, heads: dict[str, list[int]],
+                   num_classes: int) -> dict[str, np.ndarray]:
+    """Map class ids to the training targets of a model, keyed by output name.
+
+    Args:
+        class_ids: int array of shape `(N,)`.
+        kind: str. "two_head" gives one `(N, 1)` binary target per head (1 where the
+            class id is among the head's positive ids); "softmax" gives one-hot
+            `(N, num_classes)` targets under the key "probs".
+        heads: dict. Head name -> positive class ids.
+        num_classes: int. Number of classes.
+
+    Example:
+
+    >>> encode_targets([0, 1, 2], "two_head", {"main": [2], "aux": [1]}, 3)["main"].ravel()
+    array([0., 0., 1.], dtype=float32)
+    """
+    class_ids = np.asarray(class_ids, dtype=np.int64)
+    if kind == "softmax":
+        return {SOFTMAX_OUTPUT: np.eye(num_classes, dtype=np.float32)[class_ids]}
+    return {
+        name: np.isin(class_ids, positive).astype(np.float32)[:, None]
+        for name, positive in heads.items()
+    }
