@@ -16,6 +16,7 @@ TINY = ["data.img_size=32", "model.head_width=16", "train.epochs=1", "train.batc
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:TensorFlow is already running")  # in-process CLI calls
 def test_cli_end_to_end(tmp_path, capsys):
     data, runs = tmp_path / "ds", tmp_path / "runs"
     assert main(["data", "fashion-mnist", str(data), "--source",

@@ -58,7 +58,7 @@ def test_normalisation_is_inside_the_model():
     import keras
 
     model = models.build("two_head", 32, head_width=8)
-    norm = keras.Model(model.inputs, model.get_layer("normalize").output)
+    norm = keras.Model(model.inputs[0], model.get_layer("normalize").output)
     x = np.zeros((1, 32, 32, 3), np.uint8) + np.array([124, 116, 104], np.uint8)  # ~ mean
     assert np.abs(np.asarray(norm(x))).max() < 0.02
     white = np.asarray(norm(np.full((1, 32, 32, 3), 255, np.uint8)))[0, 0, 0]

@@ -57,7 +57,10 @@ def binary_metrics(truth: np.ndarray, scores: np.ndarray, decisions: np.ndarray,
 
 def threshold_for_precision(truth: np.ndarray, scores: np.ndarray, target: float) -> float:
     """The lowest threshold whose precision reaches `target` (the most recall); 1.0 if none."""
-    precision, _, thresholds = skm.precision_recall_curve(np.asarray(truth).astype(bool), scores)
+    truth = np.asarray(truth).astype(bool)
+    if not truth.any():
+        return 1.0  # no positives: nothing can reach any precision
+    precision, _, thresholds = skm.precision_recall_curve(truth, scores)
     ok = np.nonzero(precision[:-1] >= target)[0]
     return float(thresholds[ok[0]]) if len(ok) else 1.0
 
