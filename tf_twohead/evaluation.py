@@ -149,7 +149,7 @@ def evaluate(run_dir_or_model: str | Path, data_root: str | Path | None = None,
     result["latency_ms"] = measure_latency(predictor, files)
     result["latency_threads"] = threads
     result["model_bytes"] = model_path.stat().st_size  # .keras includes optimizer state
-    result["params"] = int(predictor.model.count_params())
+    result["params"] = predictor.runner.params or (predictor.metadata or {}).get("params")
 
     out_dir = model_path.parent
     name = "metrics.json" if split == "test" else f"metrics_{split}.json"

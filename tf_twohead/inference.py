@@ -1,10 +1,11 @@
 """`Predictor`: image files or uint8 arrays in, named per-head probabilities out.
 
-It loads a `.keras` model (no custom objects needed) and reads the head definitions
-(positive class ids) from the run's `config.yaml` beside it, falling back to the
-package defaults. For the softmax baseline each head's probability is the sum of the
-probabilities of its positive classes and its decision is "argmax is a positive
-class", so both kinds answer the same per-head questions.
+It runs a `.keras` model with TensorFlow or a `.tflite` model with LiteRT, with the
+same results. The head definitions (positive class ids, thresholds) come from the
+`.tflite`'s embedded metadata or the run's `config.yaml` beside a `.keras` file,
+falling back to the package defaults. For the softmax baseline each head's
+probability is the sum of the probabilities of its positive classes and its decision
+is "argmax is a positive class", so both kinds answer the same per-head questions.
 
 Example:
 
@@ -49,51 +50,116 @@ def find_run_config(model_path: str | Path):
     return config_lib.load(candidate) if candidate.is_file() else None
 
 
-class Predictor:
-    """Run a saved model on images and return probabilities keyed by head name.
+class KerasRunner:
+    """Runs a `.keras` model through one traced `tf.function` (far less per-call
+    overhead than `model.predict()` for one image)."""
 
-    Args:
-        model_path: str. A `.keras` file.
-        heads: dict or None. Head name -> positive class ids; None reads the run's
-            `config.yaml` beside the model, else uses `{"main": [2], "aux": [1]}`.
-        batch_size: int. Batch size of `predict_arrays`.
-    """
-
-    def __init__(self, model_path: str | os.PathLike, heads: dict | None = None,
-                 batch_size: int = 64):
+    def __init__(self, path: Path):
         import keras
         import tensorflow as tf
 
-        self.path = Path(model_path)
-        if self.path.suffix != ".keras":
-            raise ValueError(f"Predictor reads .keras files. Received: {model_path}")
-        if not self.path.is_file():
-            raise FileNotFoundError(f"Model file not found: {model_path}")
-        cfg = find_run_config(self.path)
-        self.config = cfg
-        self.model = keras.saving.load_model(self.path, compile=False)
+        self.model = keras.saving.load_model(path, compile=False)
         self.img_size = int(self.model.inputs[0].shape[1])
         self.output_names = list(self.model.output_names)
-        self.kind = "softmax" if self.output_names == [SOFTMAX_OUTPUT] else "two_head"
-        self.class_names = list(cfg.data.class_names) if cfg else list(DEFAULT_CLASS_NAMES)
-        if heads is None:
-            heads = dict(cfg.model.heads) if cfg else dict(DEFAULT_HEADS)
-        if self.kind == "two_head":
-            heads = {name: heads.get(name, []) for name in self.output_names}
-        self.heads = {k: list(v) for k, v in heads.items()}
-        self.batch_size = batch_size
+        self.params = int(self.model.count_params())
         spec = tf.TensorSpec((None, self.img_size, self.img_size, 3), tf.uint8)
         model = self.model
-        # One traced graph: far less per-call overhead than model.predict() for 1 image.
         self._serve = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+
+    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v) for k, v in self._serve(images).items()}
+
+
+class TFLiteRunner:
+    """Runs a `.tflite` model with LiteRT (XNNPACK on CPU) through its signature runner,
+    so outputs come back by name, never by position."""
+
+    def __init__(self, path: Path, threads: int | None = None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        signatures = self.interpreter.get_signature_list()
+        if "serving_default" not in signatures:
+            raise ValueError(f"{path} has no 'serving_default' signature (found "
+                             f"{sorted(signatures)}); convert it with `tf-twohead convert`.")
+        self.runner = self.interpreter.get_signature_runner("serving_default")
+        shape = self.runner.get_input_details()["image"]["shape"]
+        self.img_size = int(shape[1])
+        self.batch = int(shape[0])  # 1 for our exports: static shapes run faster
+        self.output_names = sorted(signatures["serving_default"]["outputs"])
+        self.params = None  # not stored in the flatbuffer; see the metadata
+
+    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        if self.batch == len(images):
+            return {k: np.asarray(v) for k, v in self.runner(image=images).items()}
+        parts = [self.runner(image=images[i:i + self.batch])
+                 for i in range(0, len(images), self.batch)]
+        return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
+
+
+class Predictor:
+    """Run a saved model on images and return probabilities keyed by head name.
+
+    Works the same on `.keras` files (TensorFlow) and `.tflite` files (LiteRT): the
+    heads' meaning comes from the `.tflite`'s embedded metadata, or from the run's
+    `config.yaml` beside a `.keras` file, else from the package defaults.
+
+    Args:
+        model_path: str. A `.keras` or `.tflite` file.
+        heads: dict or None. Head name -> positive class ids, overriding the above.
+        batch_size: int. Batch size of `predict_arrays`.
+        threads: int or None. LiteRT threads for `.tflite` (TensorFlow's are set
+            process-wide with `set_threads`).
+    """
+
+    def __init__(self, model_path: str | os.PathLike, heads: dict | None = None,
+                 batch_size: int = 64, threads: int | None = None):
+        from tf_twohead import metadata
+
+        self.path = Path(model_path)
+        if self.path.suffix not in (".keras", ".tflite"):
+            raise ValueError(f"Predictor reads .keras and .tflite files. Received: {model_path}")
+        if not self.path.is_file():
+            raise FileNotFoundError(f"Model file not found: {model_path}")
+        self.config = find_run_config(self.path)
+        self.metadata = metadata.read(self.path) if self.path.suffix == ".tflite" else None
+        if self.path.suffix == ".tflite":
+            self.runner = TFLiteRunner(self.path, threads)
+        else:
+            self.runner = KerasRunner(self.path)
+        self.img_size = self.runner.img_size
+        self.output_names = self.runner.output_names
+        self.kind = "softmax" if self.output_names == [SOFTMAX_OUTPUT] else "two_head"
+        cfg, meta = self.config, self.metadata
+        if meta:
+            self.class_names = list(meta["class_names"])
+            known = {name: h["positive_ids"] for name, h in meta["heads"].items()}
+            self.thresholds = {name: h["threshold"] for name, h in meta["heads"].items()
+                               if h["threshold"] is not None}
+        else:
+            self.class_names = list(cfg.data.class_names) if cfg else list(DEFAULT_CLASS_NAMES)
+            known = dict(cfg.model.heads) if cfg else dict(DEFAULT_HEADS)
+            self.thresholds = {}
+        heads = dict(heads) if heads is not None else known
+        if self.kind == "two_head":  # the model's outputs, in the configured order
+            order = [n for n in heads if n in self.output_names]
+            order += [n for n in self.output_names if n not in order]
+            heads = {name: heads.get(name, []) for name in order}
+        self.heads = {k: list(v) for k, v in heads.items()}
+        self.batch_size = batch_size
 
     @property
     def head_names(self) -> list[str]:
         return list(self.heads)
 
+    @property
+    def model(self):
+        """The Keras model (`.keras` files only)."""
+        return self.runner.model
+
     def raw(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """The model's own outputs for a uint8 batch `(N, S, S, 3)`, keyed by output name."""
-        return {k: np.asarray(v) for k, v in self._serve(images).items()}
+        return self.runner(images)
 
     def predict_arrays(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """Per-head probabilities `(N,)` for a uint8 batch; adds "probs" for softmax models."""
@@ -113,10 +179,14 @@ class Predictor:
 
     def decisions(self, scores: dict[str, np.ndarray],
                   thresholds: dict[str, float] | None = None) -> dict[str, np.ndarray]:
-        """Per-head yes/no: score >= threshold, or for softmax (no threshold) argmax."""
+        """Per-head yes/no: score >= threshold, or for softmax (no threshold) argmax.
+
+        Thresholds come from the argument, else the model's metadata, else 0.5.
+        """
+        thresholds = {**self.thresholds, **(thresholds or {})}
         out = {}
         for name, ids in self.heads.items():
-            if thresholds and name in thresholds:
+            if name in thresholds:
                 out[name] = scores[name] >= thresholds[name]
             elif self.kind == "softmax":
                 out[name] = np.isin(scores[SOFTMAX_OUTPUT].argmax(axis=1), ids)

@@ -4,11 +4,11 @@ Fashion-MNIST stands in for the reference's documents/screens photos so the demo
 offline. Garment classes map to the three reference classes so that the **main** task
 is hard and the **aux** task is easy, like the original:
 
-| reference class (id, folder)   | Fashion-MNIST classes                          |
-|--------------------------------|------------------------------------------------|
-| 0 document (`documents`)       | T-shirt/top (0), Pullover (2), Dress (3), Coat (4) |
-| 1 not a document (`not a documents`) | Trouser (1), Sandal (5), Sneaker (7), Bag (8), Ankle boot (9) |
-| 2 screen (`screens`)           | Shirt (6)                                      |
+| reference class (id, folder)          | Fashion-MNIST classes (ids)                  |
+|---------------------------------------|----------------------------------------------|
+| 0 document (`documents`)              | T-shirt/top 0, Pullover 2, Dress 3, Coat 4   |
+| 1 not a document (`not a documents`)  | Trouser 1, Sandal 5, Sneaker 7, Bag 8, Boot 9 |
+| 2 screen (`screens`)                  | Shirt 6                                      |
 
 main = "screen" is Shirt against every other top, the classic hard Fashion-MNIST
 confusion; aux = "not a document" separates shoes, trousers and bags from tops, which
