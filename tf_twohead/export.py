@@ -1,0 +1,202 @@
+"""Convert a `.keras` model to a `.tflite` with named outputs, quantization, metadata
+and an automatic parity check.
+
+Route: Keras' `ExportArchive` writes a SavedModel whose `serving_default` signature
+takes raw RGB uint8 `image` and returns a dict keyed by head name (`main`, `aux`, ...;
+`probs` for the softmax baseline); `TFLiteConverter.from_saved_model` converts that
+signature with builtin ops only, so LiteRT's `get_signature_runner()` returns outputs
+by name. (`from_keras_model`, and a plain `tf.Module` around a Keras 3 model, keep
+the weights as resource variables that LiteRT reads as uninitialised: NaN outputs.)
+
+Example:
+
+>>> result = to_tflite("saved_models/two_head/best.keras", quantize="dynamic")
+>>> result["path"], result["parity"]["passed"]
+('saved_models/two_head/best.dynamic.tflite', True)
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from tf_twohead import metadata as metadata_lib
+from tf_twohead.data.cache import load_split
+from tf_twohead.data.splits import encode_targets
+from tf_twohead.evaluation import resolve_model
+from tf_twohead.fileio import atomic_path, atomic_write_json
+from tf_twohead.inference import Predictor
+from tf_twohead.parity import compare_predictions, summary_lines
+
+QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+
+
+class ExportError(RuntimeError):
+    """The model cannot be converted as asked; the message says why and what to do."""
+
+
+class ParityError(ExportError):
+    """The converted model does not answer like the source model within the bounds."""
+
+
+def write_serving_model(model, directory: str | Path) -> Path:
+    """Write a SavedModel whose `serving_default` maps a uint8 `image` `(1, S, S, 3)`
+    to outputs named after the heads."""
+    import keras
+    import tensorflow as tf
+
+    size = int(model.inputs[0].shape[1])
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        "serving_default",
+        lambda image: model(image, training=False),
+        # Batch 1, as on a phone: static shapes let the converter fold the shape
+        # arithmetic of every channel shuffle (96 SHAPE/PACK/SLICE ops at x0.5).
+        input_signature=[tf.TensorSpec((1, size, size, 3), tf.uint8, name="image")],
+    )
+    archive.write_out(str(directory), verbose=False)
+    return Path(directory)
+
+
+def convert_saved_model(directory: str | Path, quantize: str = "none",
+                        calibration_images: np.ndarray | None = None) -> bytes:
+    """Convert a serving SavedModel to TFLite flatbuffer bytes, builtin ops only.
+
+    Args:
+        directory: str. SavedModel from `write_serving_model`.
+        quantize: str. "none", "float16" (weights), "dynamic" (dynamic-range int8
+            weights) or "int8" (full integer; uint8 input, float outputs).
+        calibration_images: uint8 array `(N, S, S, 3)`. Representative data for "int8".
+
+    Raises:
+        ExportError: the model needs ops outside TFLite's builtins (named), or an
+            unknown quantization mode.
+    """
+    import tensorflow as tf
+
+    if quantize not in QUANTIZATIONS:
+        raise ExportError(f"quantize must be one of {QUANTIZATIONS}. Received: {quantize!r}")
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        str(directory), signature_keys=["serving_default"])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantize == "int8":
+        if calibration_images is None or len(calibration_images) == 0:
+            raise ExportError("int8 quantization needs calibration images (--calibration N).")
+
+        def representative():
+            for image in calibration_images:
+                yield [np.asarray(image, np.uint8)[None]]
+
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+    try:
+        return converter.convert()
+    except Exception as e:  # ConverterError and friends carry the op list in the text
+        raise ExportError(_explain(str(e), quantize)) from None
+
+
+def _explain(message: str, quantize: str) -> str:
+    ops = sorted(set(re.findall(r"\btf\.([A-Z][A-Za-z0-9_]+)", message)))
+    ops = [op for op in ops if op not in ("Identity", "StatefulPartitionedCall")]
+    if "not supported" in message or "Flex" in message or "Select TF" in message:
+        named = ", ".join(f"tf.{op}" for op in ops) or "(see the converter log above)"
+        return (f"The model needs TensorFlow ops that are not TFLite builtins: {named}. "
+                "tf-twohead exports builtin ops only (no Flex/SELECT_TF_OPS, which phones "
+                "would need the large TF runtime for). Replace the layer that uses them.")
+    first = message.strip().splitlines()[-1] if message.strip() else "unknown error"
+    return f"TFLite conversion ({quantize}) failed: {first}"
+
+
+def default_output(model_path: Path, quantize: str) -> Path:
+    """`best.keras` -> `best.tflite` (float32) or `best.<mode>.tflite`."""
+    suffix = ".tflite" if quantize == "none" else f".{quantize}.tflite"
+    return model_path.with_name(model_path.stem + suffix)
+
+
+def to_tflite(model_path: str | Path, quantize: str = "none", calibration: int = 200,
+              out: str | Path | None = None, data_root: str | Path | None = None,
+              parity_images: int = 200, progress: bool = True) -> dict:
+    """Convert, embed metadata, check parity; keep the file only under an honest name.
+
+    Args:
+        model_path: str. A run folder (its `best.keras`) or a `.keras` file.
+        quantize: str. "none", "float16", "dynamic" or "int8".
+        calibration: int. Training images used to calibrate "int8".
+        out: str or None. Output `.tflite`; defaults to `default_output`.
+        data_root: str or None. Dataset for calibration and parity; defaults to the
+            run's `data.root` (from `config.yaml` beside the model).
+        parity_images: int. Validation images used by the parity check.
+
+    Returns:
+        `{"path", "bytes", "metadata", "parity"}`.
+
+    Raises:
+        ParityError: outside the bounds; the file is kept as `<name>.parity-failed.tflite`.
+    """
+    if quantize not in QUANTIZATIONS:
+        raise ExportError(f"quantize must be one of {QUANTIZATIONS}. Received: {quantize!r}")
+    model_path = resolve_model(model_path)
+    if model_path.suffix != ".keras":
+        raise ExportError(f"convert reads a .keras model. Received: {model_path}")
+    reference = Predictor(model_path)
+    val, train = _data(reference, data_root, calibration if quantize == "int8" else 0,
+                       parity_images, progress)
+    out = Path(out) if out else default_output(model_path, quantize)
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = write_serving_model(reference.model, Path(tmp) / "saved_model")
+        flatbuffer = convert_saved_model(saved, quantize, train)
+
+    meta = metadata_lib.describe(reference.kind, reference.output_names, reference.heads,
+                                 reference.class_names, reference.img_size, quantize,
+                                 model_path)
+    meta["params"] = reference.runner.params
+    with atomic_path(out) as tmp_file:
+        tmp_file.write_bytes(flatbuffer)
+        metadata_lib.embed(tmp_file, meta)
+        candidate = Predictor(tmp_file)
+        val_images, val_ids = val
+        truth = encode_targets(val_ids, "two_head", reference.heads, len(reference.class_names))
+        key_head = "main" if "main" in reference.heads else next(iter(reference.heads))
+        report = compare_predictions(reference, candidate, val_images,
+                                     {k: v[:, 0] for k, v in truth.items()}, quantize,
+                                     key_head)
+        if not report["passed"]:
+            failed = out.with_name(out.name.replace(".tflite", ".parity-failed.tflite"))
+            tmp_file.replace(failed)
+            atomic_write_json(failed.with_suffix(".parity.json"), report)
+            raise ParityError("\n".join(summary_lines(report)) + f"\nKept as {failed}; "
+                              f"{out} was not written. Try a milder --quantize mode.")
+    atomic_write_json(out.with_suffix(".metadata.json"), meta)
+    atomic_write_json(out.with_suffix(".parity.json"), report)
+    return {"path": str(out), "bytes": out.stat().st_size, "metadata": meta, "parity": report}
+
+
+def _data(reference: Predictor, data_root, calibration: int, parity_images: int, progress):
+    """Validation images for parity and (for int8) training images for calibration."""
+    cfg = reference.config
+    root = data_root or (cfg.data.root if cfg else None)
+    if root is None:
+        raise ExportError(f"{reference.path} has no config.yaml beside it: pass --data ROOT "
+                          "(a dataset with val.csv, and train.csv for int8 calibration).")
+    cache_dir = (cfg.data.cache_dir if cfg and cfg.data.cache_dir
+                 else reference.path.parent.parent / "cache")
+    on_bad = cfg.data.on_bad_image if cfg else "error"
+
+    def sample(split: str, n: int):
+        data = load_split(root, split, reference.img_size, len(reference.class_names), on_bad,
+                          cache_dir, progress=progress)
+        pick = np.sort(np.random.default_rng(0).permutation(len(data))[:n])
+        return data.images[pick], data.class_ids[pick]
+
+    val = sample("val", parity_images)
+    train = sample("train", calibration)[0] if calibration else None
+    return val, train

@@ -1,0 +1,101 @@
+"""Model metadata that travels inside a `.tflite` file, readable without TensorFlow.
+
+The metadata is a JSON document stored in a ZIP archive appended to the flatbuffer,
+the same packaging TFLite's own metadata tools use for associated files: LiteRT ignores
+the trailing bytes, and any ZIP reader (Python's `zipfile`, `unzip -p`, Java's
+`ZipInputStream` on a phone) finds the JSON. `tf-twohead convert` also writes a copy
+beside the model as `<model>.metadata.json`.
+
+Example:
+
+>>> read_metadata("best.tflite")["heads"]["main"]
+{'positive_ids': [2], 'positive_names': ['screen'], 'threshold': 0.5}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+from pathlib import Path
+
+METADATA_NAME = "tf_twohead_metadata.json"
+FORMAT = "tf-twohead/tflite-metadata"
+FORMAT_VERSION = 1
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def describe(kind: str, output_names: list[str], heads: dict[str, list[int]],
+             class_names: list[str], img_size: int, quantization: str,
+             source: str | os.PathLike, thresholds: dict[str, float] | None = None) -> dict:
+    """The metadata of an exported model.
+
+    Args:
+        kind: str. "two_head" or "softmax".
+        output_names: list of str. Signature outputs of the model.
+        heads: dict. Head name -> positive class ids.
+        class_names: list of str. Names of class ids.
+        img_size: int. Input side in pixels.
+        quantization: str. "none", "float16", "dynamic" or "int8".
+        source: str. The `.keras` file the model was converted from (hashed).
+        thresholds: dict or None. Per-head decision thresholds; sigmoid heads default to
+            0.5, softmax heads use argmax (threshold null).
+    """
+    from tf_twohead import __version__
+    from tf_twohead.models.heads import IMAGENET_MEAN, IMAGENET_STD
+
+    thresholds = thresholds or {}
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "package_version": __version__,
+        "kind": kind,
+        "signature": "serving_default",
+        "outputs": list(output_names),
+        "heads": {
+            name: {
+                "positive_ids": list(ids),
+                "positive_names": [class_names[i] for i in ids],
+                "threshold": thresholds.get(name, 0.5 if kind == "two_head" else None),
+            }
+            for name, ids in heads.items()
+        },
+        "class_names": list(class_names),
+        "input": {
+            "name": "image",
+            "shape": [None, img_size, img_size, 3],
+            "dtype": "uint8",
+            "color": "RGB, EXIF orientation applied, resized to a square (bilinear)",
+            "normalization": "inside the model: (x / 255 - mean) / std",
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+        },
+        "quantization": quantization,
+        "source_model": {"file": Path(source).name, "sha256": sha256(source)},
+    }
+
+
+def embed(tflite_path: str | os.PathLike, metadata: dict) -> Path:
+    """Append the metadata archive to a `.tflite` file (LiteRT ignores trailing bytes)."""
+    path = Path(tflite_path)
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(METADATA_NAME, json.dumps(metadata, indent=2))
+    return path
+
+
+def read(tflite_path: str | os.PathLike) -> dict | None:
+    """The embedded metadata of a `.tflite` file, or None when it has none."""
+    try:
+        with zipfile.ZipFile(tflite_path) as archive:
+            return json.loads(archive.read(METADATA_NAME))
+    except (zipfile.BadZipFile, KeyError):
+        return None
