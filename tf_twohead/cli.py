@@ -1,4 +1,4 @@
-"""`tf-twohead data|train|evaluate|compare|predict`: parse arguments, call one function.
+"""`tf-twohead data|train|evaluate|compare|predict|convert`: parse arguments, call one function.
 
 Every known failure (bad config key, bad data rows, missing files, a run that would be
 overwritten) ends with a one-paragraph message and exit code 2, not a traceback.
@@ -48,9 +48,21 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--markdown", action="store_true", help="print a Markdown table")
 
     r = sub.add_parser("predict", help="print one JSON object of probabilities per image")
-    r.add_argument("model", metavar="MODEL")
+    r.add_argument("model", metavar="MODEL", help=".keras or .tflite file")
     r.add_argument("images", nargs="+", metavar="IMAGE")
     r.add_argument("--threads", type=int)
+
+    v = sub.add_parser("convert", help="export a .keras model to .tflite, with a parity check")
+    v.add_argument("model", metavar="MODEL", help="a .keras file or a run folder (best.keras)")
+    v.add_argument("--tflite", action="store_true", required=True,
+                   help="convert to TFLite (the only target for now)")
+    v.add_argument("--quantize", default="none", choices=["none", "float16", "dynamic", "int8"])
+    v.add_argument("--calibration", type=int, default=200, metavar="N",
+                   help="training images that calibrate int8 (default 200)")
+    v.add_argument("--out", help="output .tflite (default: best.tflite / best.<mode>.tflite)")
+    v.add_argument("--data", help="dataset for calibration and parity (default: the run's)")
+    v.add_argument("--parity-images", type=int, default=1000, metavar="N",
+                   help="validation images compared with the .keras model (default 1000)")
     return p
 
 
@@ -59,11 +71,16 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
     from tf_twohead.config import ConfigError
     from tf_twohead.data.splits import DataError
+    from tf_twohead.export import ExportError, ParityError
     from tf_twohead.training import RunExistsError
 
     try:
         return _COMMANDS[args.command](args)
-    except (ConfigError, DataError, RunExistsError, FileNotFoundError, ValueError) as e:
+    except ParityError as e:  # the file is kept under a name that says it failed
+        print(f"tf-twohead {args.command}: {e}", file=sys.stderr)
+        return 1
+    except (ConfigError, DataError, RunExistsError, ExportError, FileNotFoundError,
+            ValueError) as e:
         print(f"tf-twohead {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -117,7 +134,7 @@ def _predict(args) -> int:
     from tf_twohead import inference
 
     inference.set_threads(args.threads)
-    predictor = inference.Predictor(args.model)
+    predictor = inference.Predictor(args.model, threads=args.threads)
     failures = 0
     for path in args.images:
         try:
@@ -128,8 +145,19 @@ def _predict(args) -> int:
     return 1 if failures else 0
 
 
+def _convert(args) -> int:
+    from tf_twohead import export, parity
+
+    result = export.to_tflite(args.model, args.quantize, args.calibration, args.out,
+                              args.data, args.parity_images)
+    print(f"Wrote {result['path']} ({result['bytes']:,} bytes, {args.quantize}); outputs "
+          f"{result['metadata']['outputs']}")
+    print("\n".join(parity.summary_lines(result["parity"])))
+    return 0
+
+
 _COMMANDS = {"data": _data, "train": _train, "evaluate": _evaluate, "compare": _compare,
-             "predict": _predict}
+             "predict": _predict, "convert": _convert}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -38,6 +38,18 @@ def resolve_model(run_dir_or_model: str | Path) -> Path:
     return path
 
 
+def output_prefix(model_path: Path) -> str:
+    """Prefix of the files `evaluate` writes: none for a run's `best.keras`, else the
+    model's file name, so evaluating `best.tflite` never overwrites `metrics.json`."""
+    return "" if model_path.name == "best.keras" else f"{model_path.name}."
+
+
+def metrics_file(model_path: Path, split: str = "test") -> Path:
+    """Where `evaluate` writes the metrics of a model on a split."""
+    name = "metrics.json" if split == "test" else f"metrics_{split}.json"
+    return model_path.parent / (output_prefix(model_path) + name)
+
+
 def binary_metrics(truth: np.ndarray, scores: np.ndarray, decisions: np.ndarray,
                    threshold: float | None) -> dict:
     """The one metrics function: precision, recall, F1, accuracy, AUC of a yes/no task."""
@@ -89,17 +101,18 @@ def evaluate(run_dir_or_model: str | Path, data_root: str | Path | None = None,
         run_dir_or_model: str. A run folder (its `best.keras`) or a `.keras` file.
         data_root: str or None. Dataset folder; None uses the run's `data.root`.
         split: str. Which split to evaluate. Defaults to "test".
-        threads: int or None. Recorded with the latency (set them with `set_threads`).
+        threads: int or None. LiteRT threads for `.tflite` models; recorded with the
+            latency (TensorFlow's are set process-wide with `set_threads`).
         target_precision: float or None. Also report each head's recall at the
             threshold chosen on the validation split to reach this precision.
         latency_images: int. Images timed one by one for `latency_ms`.
 
     Returns:
-        The metrics dict written to `metrics.json` (`metrics_<split>.json` for
-        splits other than test).
+        The metrics dict written to `metrics_file(model, split)`: `metrics.json` for a
+        run's `best.keras` on test, `best.tflite.metrics.json` for `best.tflite`, ...
     """
     model_path = resolve_model(run_dir_or_model)
-    predictor = Predictor(model_path)
+    predictor = Predictor(model_path, threads=threads)
     cfg = predictor.config
     root = data_root or (cfg.data.root if cfg else None)
     if root is None:
@@ -128,6 +141,8 @@ def evaluate(run_dir_or_model: str | Path, data_root: str | Path | None = None,
         "model": str(model_path),
         "exp": cfg.exp if cfg else model_path.parent.name,
         "kind": predictor.kind,
+        "format": model_path.suffix.lstrip("."),
+        "quantization": (predictor.metadata or {}).get("quantization", "none"),
         "img_size": predictor.img_size,
         "data": str(root),
         "split": split,
@@ -152,15 +167,16 @@ def evaluate(run_dir_or_model: str | Path, data_root: str | Path | None = None,
     result["params"] = predictor.runner.params or (predictor.metadata or {}).get("params")
 
     out_dir = model_path.parent
-    name = "metrics.json" if split == "test" else f"metrics_{split}.json"
-    atomic_write_json(out_dir / name, result)
+    atomic_write_json(metrics_file(model_path, split), result)
+    prefix = output_prefix(model_path)
     suffix = "" if split == "test" else f"_{split}"
-    _plots(predictor, data, truth, scores, decisions, out_dir, suffix)
-    atomic_write_text(out_dir / f"report{suffix}.md", report_markdown(result))
+    _plots(predictor, data, truth, scores, decisions, out_dir, prefix, suffix)
+    atomic_write_text(out_dir / f"{prefix}report{suffix}.md", report_markdown(result))
     return result
 
 
-def _plots(predictor, data, truth, scores, decisions, out_dir: Path, suffix: str) -> None:
+def _plots(predictor, data, truth, scores, decisions, out_dir: Path, prefix: str,
+           suffix: str) -> None:
     curves = {}
     for name in predictor.heads:
         t = truth[name][:, 0]
@@ -168,7 +184,7 @@ def _plots(predictor, data, truth, scores, decisions, out_dir: Path, suffix: str
             p, r, _ = skm.precision_recall_curve(t.astype(bool), scores[name])
             curves[name] = (p, r)
     if curves:
-        reports.plot_pr_curves(curves, out_dir / f"pr_curves{suffix}.png",
+        reports.plot_pr_curves(curves, out_dir / f"{prefix}pr_curves{suffix}.png",
                                f"{predictor.kind}: precision-recall ({data.name})")
     matrices = {
         name: (skm.confusion_matrix(truth[name][:, 0].astype(bool), decisions[name],
@@ -180,7 +196,7 @@ def _plots(predictor, data, truth, scores, decisions, out_dir: Path, suffix: str
         matrices["classes"] = (skm.confusion_matrix(
             data.class_ids, scores[SOFTMAX_OUTPUT].argmax(axis=1), labels=labels),
             predictor.class_names)
-    reports.plot_confusions(matrices, out_dir / f"confusion{suffix}.png")
+    reports.plot_confusions(matrices, out_dir / f"{prefix}confusion{suffix}.png")
 
 
 def head_table(result: dict) -> pd.DataFrame:
@@ -200,7 +216,8 @@ def head_table(result: dict) -> pd.DataFrame:
 def report_markdown(result: dict) -> str:
     """A short Markdown report of one evaluation."""
     return (
-        f"# {result['exp']} ({result['kind']}, {result['img_size']} px) on "
+        f"# {result['exp']} ({result['kind']}, {result['img_size']} px, "
+        f"{result['format']}/{result['quantization']}) on "
         f"{result['split']} ({result['images']} images)\n\n"
         + reports.markdown_table(head_table(result))
         + f"\n\nLatency (file -> probabilities, median, 1 image at a time): "
@@ -212,20 +229,26 @@ def compare(paths: list[str | Path], heads=("main", "aux")) -> pd.DataFrame:
     """The reference's results table for several evaluated runs.
 
     Args:
-        paths: run folders (their `metrics.json`), model files (the `metrics.json`
-            beside them) or `metrics*.json` files.
+        paths: run folders (their `metrics.json`), model files (the metrics
+            `evaluate` wrote for them) or metrics `.json` files.
         heads: the two heads whose precision and recall are shown.
     """
     rows = []
     for p in paths:
         p = Path(p)
-        folder = p if p.is_dir() else p.parent
-        metrics_path = p if p.suffix == ".json" else folder / "metrics.json"
+        if p.suffix == ".json":
+            metrics_path = p
+        elif p.is_dir():
+            metrics_path = p / "metrics.json"
+        else:
+            metrics_path = metrics_file(p)
         if not metrics_path.is_file():
             raise FileNotFoundError(
                 f"No {metrics_path}: run `tf-twohead evaluate {p}` first.")
         m = json.loads(metrics_path.read_text())
-        row = {"model": f"{m['exp']} ({m['kind']})", "img size": m["img_size"]}
+        fmt = m.get("format", "keras")
+        fmt += "" if m.get("quantization", "none") == "none" else f" {m['quantization']}"
+        row = {"model": f"{m['exp']} ({m['kind']}, {fmt})", "img size": m["img_size"]}
         for head in heads:
             h = m["heads"].get(head, {})
             row[f"{head} precision"] = h.get("precision", float("nan"))

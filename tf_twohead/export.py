@@ -105,15 +105,20 @@ def convert_saved_model(directory: str | Path, quantize: str = "none",
 
 
 def _explain(message: str, quantize: str) -> str:
-    ops = sorted(set(re.findall(r"\btf\.([A-Z][A-Za-z0-9_]+)", message)))
-    ops = [op for op in ops if op not in ("Identity", "StatefulPartitionedCall")]
-    if "not supported" in message or "Flex" in message or "Select TF" in message:
-        named = ", ".join(f"tf.{op}" for op in ops) or "(see the converter log above)"
-        return (f"The model needs TensorFlow ops that are not TFLite builtins: {named}. "
-                "tf-twohead exports builtin ops only (no Flex/SELECT_TF_OPS, which phones "
-                "would need the large TF runtime for). Replace the layer that uses them.")
-    first = message.strip().splitlines()[-1] if message.strip() else "unknown error"
-    return f"TFLite conversion ({quantize}) failed: {first}"
+    """Name the ops (and the layers using them) that keep a model off TFLite builtins."""
+    ops = set(re.findall(r"'tf\.(\w+)' op is neither a custom op nor a flex op", message))
+    for line in re.findall(r"^(?:Custom|Flex) ops: (.+)$", message, flags=re.MULTILINE):
+        ops.update(op.strip() for op in line.split(","))
+    if ops:
+        named = []
+        for op in sorted(ops):
+            where = re.search(rf'fused\["{op}:", "[^"/]+/([^"/@]+)/', message)
+            named.append(f"tf.{op}" + (f" (layer {where.group(1)!r})" if where else ""))
+        return (f"The model needs TensorFlow ops that are not TFLite builtins: "
+                f"{', '.join(named)}. tf-twohead exports builtin ops only (Flex/SELECT_TF_OPS "
+                "would need the large TensorFlow runtime on the phone); replace those layers.")
+    last = next((ln for ln in reversed(message.strip().splitlines()) if "error" in ln), "")
+    return f"TFLite conversion ({quantize}) failed: {last or message[:500]}"
 
 
 def default_output(model_path: Path, quantize: str) -> Path:
@@ -124,7 +129,7 @@ def default_output(model_path: Path, quantize: str) -> Path:
 
 def to_tflite(model_path: str | Path, quantize: str = "none", calibration: int = 200,
               out: str | Path | None = None, data_root: str | Path | None = None,
-              parity_images: int = 200, progress: bool = True) -> dict:
+              parity_images: int = 1000, progress: bool = True) -> dict:
     """Convert, embed metadata, check parity; keep the file only under an honest name.
 
     Args:
@@ -134,7 +139,9 @@ def to_tflite(model_path: str | Path, quantize: str = "none", calibration: int =
         out: str or None. Output `.tflite`; defaults to `default_output`.
         data_root: str or None. Dataset for calibration and parity; defaults to the
             run's `data.root` (from `config.yaml` beside the model).
-        parity_images: int. Validation images used by the parity check.
+        parity_images: int. Validation images used by the parity check (all of them
+            when the split is smaller). With few positives a single flipped decision
+            moves F1 by several points, so keep this large.
 
     Returns:
         `{"path", "bytes", "metadata", "parity"}`.
