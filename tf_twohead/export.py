@@ -113,7 +113,9 @@ def _explain(message: str, quantize: str) -> str:
         named = []
         for op in sorted(ops):
             where = re.search(rf'fused\["{op}:", "[^"/]+/([^"/@]+)/', message)
-            named.append(f"tf.{op}" + (f" (layer {where.group(1)!r})" if where else ""))
+            # The graph's name scope is the layer name plus a "_1" uniquifying suffix.
+            layer = re.sub(r"_\d+$", "", where.group(1)) if where else None
+            named.append(f"tf.{op}" + (f" (layer {layer!r})" if layer else ""))
         return (f"The model needs TensorFlow ops that are not TFLite builtins: "
                 f"{', '.join(named)}. tf-twohead exports builtin ops only (Flex/SELECT_TF_OPS "
                 "would need the large TensorFlow runtime on the phone); replace those layers.")
