@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
-
 from conftest import tiny_config, write_dataset
+
 from tf_twohead import export, metadata, models, training
 from tf_twohead.cli import main
 from tf_twohead.inference import Predictor
