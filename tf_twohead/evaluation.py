@@ -91,6 +91,20 @@ def measure_latency(predictor: Predictor, files: list[Path], warmup: int = 3) ->
     return statistics.median(times)
 
 
+def load_model_split(predictor: Predictor, split: str, data_root=None, progress=True):
+    """A split of the dataset a model was trained on (or `data_root`), validated and
+    cached at the model's input size, with the run's `on_bad_image` policy."""
+    cfg = predictor.config
+    root = data_root or (cfg.data.root if cfg else None)
+    if root is None:
+        raise ValueError(f"{predictor.path} has no config.yaml beside it: pass --data ROOT "
+                         f"(a dataset folder with {split}.csv).")
+    cache_dir = (cfg.data.cache_dir if cfg and cfg.data.cache_dir
+                 else predictor.path.parent.parent / "cache")
+    return load_split(root, split, predictor.img_size, len(predictor.class_names),
+                      cfg.data.on_bad_image if cfg else "error", cache_dir, progress=progress)
+
+
 def evaluate(run_dir_or_model: str | Path, data_root: str | Path | None = None,
              split: str = "test", threads: int | None = None,
              target_precision: float | None = None, latency_images: int = 100,
@@ -114,22 +128,16 @@ def evaluate(run_dir_or_model: str | Path, data_root: str | Path | None = None,
     model_path = resolve_model(run_dir_or_model)
     predictor = Predictor(model_path, threads=threads)
     cfg = predictor.config
-    root = data_root or (cfg.data.root if cfg else None)
-    if root is None:
-        raise ValueError(f"{model_path} has no config.yaml beside it: pass --data ROOT.")
-    on_bad = cfg.data.on_bad_image if cfg else "error"
-    cache_dir = (cfg.data.cache_dir if cfg and cfg.data.cache_dir
-                 else model_path.parent.parent / "cache")
     classes = predictor.class_names
 
     def run(split_name):
-        data = load_split(root, split_name, predictor.img_size, len(classes), on_bad,
-                          cache_dir, progress=progress)
+        data = load_model_split(predictor, split_name, data_root, progress)
         if data.dropped:
             print(data.dropped)
         return data, predictor.predict_arrays(data.images)
 
     data, scores = run(split)
+    root = Path(data_root or cfg.data.root)  # one of them exists, or run() raised
     truth = encode_targets(data.class_ids, "two_head", predictor.heads, len(classes))
     decisions = predictor.decisions(scores)
     heads = {}
@@ -160,7 +168,7 @@ def evaluate(run_dir_or_model: str | Path, data_root: str | Path | None = None,
             "heads": {name: binary_metrics(truth[name][:, 0], scores[name], at[name],
                                            chosen[name]) for name in predictor.heads},
         }
-    files = [Path(root) / row.path for row in data.rows[:latency_images]]
+    files = [root / row.path for row in data.rows[:latency_images]]
     result["latency_ms"] = measure_latency(predictor, files)
     result["latency_threads"] = threads
     result["model_bytes"] = model_path.stat().st_size  # .keras includes optimizer state

@@ -24,9 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from tf_twohead import metadata as metadata_lib
-from tf_twohead.data.cache import load_split
 from tf_twohead.data.splits import encode_targets
-from tf_twohead.evaluation import resolve_model
+from tf_twohead.evaluation import load_model_split, resolve_model
 from tf_twohead.fileio import atomic_path, atomic_write_json
 from tf_twohead.inference import Predictor
 from tf_twohead.parity import compare_predictions, summary_lines
@@ -191,18 +190,12 @@ def to_tflite(model_path: str | Path, quantize: str = "none", calibration: int =
 
 def _data(reference: Predictor, data_root, calibration: int, parity_images: int, progress):
     """Validation images for parity and (for int8) training images for calibration."""
-    cfg = reference.config
-    root = data_root or (cfg.data.root if cfg else None)
-    if root is None:
+    if data_root is None and reference.config is None:
         raise ExportError(f"{reference.path} has no config.yaml beside it: pass --data ROOT "
                           "(a dataset with val.csv, and train.csv for int8 calibration).")
-    cache_dir = (cfg.data.cache_dir if cfg and cfg.data.cache_dir
-                 else reference.path.parent.parent / "cache")
-    on_bad = cfg.data.on_bad_image if cfg else "error"
 
     def sample(split: str, n: int):
-        data = load_split(root, split, reference.img_size, len(reference.class_names), on_bad,
-                          cache_dir, progress=progress)
+        data = load_model_split(reference, split, data_root, progress)
         pick = np.sort(np.random.default_rng(0).permutation(len(data))[:n])
         return data.images[pick], data.class_ids[pick]
 
