@@ -83,11 +83,11 @@ def test_planted_mismatch_is_caught(trained, tmp_path, monkeypatch):
     wrong = export.convert_saved_model(export.write_serving_model(other, other_dir))
     monkeypatch.setattr(export, "convert_saved_model", lambda *a, **k: wrong)
     out = tmp_path / "model.tflite"
-    with pytest.raises(export.ParityError, match="FAILED"):
+    with pytest.raises(export.ParityError, match="FAILED") as err:
         export.to_tflite(trained["two_head"], "none", out=out, progress=False)
     assert not out.exists()  # never under the name of a good model
     failed = tmp_path / "model.parity-failed.tflite"
-    assert failed.is_file()
+    assert failed.is_file() and err.value.path == failed and not err.value.report["passed"]
     assert not json.loads((tmp_path / "model.parity-failed.parity.json").read_text())["passed"]
 
 

@@ -38,7 +38,16 @@ class ExportError(RuntimeError):
 
 
 class ParityError(ExportError):
-    """The converted model does not answer like the source model within the bounds."""
+    """The converted model does not answer like the source model within the bounds.
+
+    Attributes:
+        report: dict. The parity report (also written to `<failed>.parity.json`).
+        path: Path. Where the converted model was kept (`*.parity-failed.tflite`).
+    """
+
+    def __init__(self, message: str, report: dict, path: Path):
+        super().__init__(message)
+        self.report, self.path = report, path
 
 
 def write_serving_model(model, directory: str | Path) -> Path:
@@ -182,7 +191,8 @@ def to_tflite(model_path: str | Path, quantize: str = "none", calibration: int =
             tmp_file.replace(failed)
             atomic_write_json(failed.with_suffix(".parity.json"), report)
             raise ParityError("\n".join(summary_lines(report)) + f"\nKept as {failed}; "
-                              f"{out} was not written. Try a milder --quantize mode.")
+                              f"{out} was not written. Try a milder --quantize mode.",
+                              report, failed)
     atomic_write_json(out.with_suffix(".metadata.json"), meta)
     atomic_write_json(out.with_suffix(".parity.json"), report)
     return {"path": str(out), "bytes": out.stat().st_size, "metadata": meta, "parity": report}
