@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test test-fast demo bench lint
+.PHONY: install test test-fast demo bench bench-tflite lint
 
 install: $(VENV)/.installed
 
@@ -25,6 +25,9 @@ demo: install
 
 bench: install
 	$(BIN)/python bench/bench_core.py
+
+bench-tflite: install
+	$(BIN)/python bench/bench_tflite.py
 
 lint: install
 	$(BIN)/ruff check tf_twohead tests bench
