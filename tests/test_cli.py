@@ -39,7 +39,7 @@ def test_cli_end_to_end(tmp_path, capsys):
 
     assert main(["compare", str(runs / "two"), str(runs / "three")]) == 0
     table = capsys.readouterr().out
-    assert "two (two_head)" in table and "three (softmax)" in table
+    assert "two (two_head, keras)" in table and "three (softmax, keras)" in table
     assert "main precision" in table and "latency ms" in table
 
     image = next((data / "screens").glob("*.jpg"))

@@ -129,6 +129,7 @@ def test_metadata_round_trip_without_tensorflow(trained):
     Interpreter(model_path=str(path)).get_signature_runner()  # still a valid model
 
 
+@pytest.mark.filterwarnings("ignore:TensorFlow is already running")  # in-process CLI calls
 def test_tflite_predicts_and_evaluates_like_keras(trained, capsys):
     run = trained["two_head"]
     assert main(["convert", "--tflite", str(run), "--out", str(run / "best.tflite")]) == 0
