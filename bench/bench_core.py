@@ -29,6 +29,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from timing import median_ms  # noqa: E402 - bench/ is the script's folder
+
 
 def make_jpegs(root: Path, n: int, seed: int = 0) -> None:
     """Phone-like inputs: 640x480 JPEGs of smooth random content, 3 classes, a CSV per split."""
@@ -69,21 +71,10 @@ def part_latency(args, root: Path) -> dict:
     from tf_twohead.data.images import load_rgb
 
     image = load_rgb(files[0], args.size)[None]
-    model_only = {}
-    for kind, predictor in predictors.items():
-        for _ in range(5):
-            predictor.raw(image)
-        times = []
-        for _ in range(50):
-            start = time.perf_counter()
-            predictor.raw(image)
-            times.append((time.perf_counter() - start) * 1000)
-        model_only[kind] = statistics.median(times)
-    decode = []
-    for path in files:
-        start = time.perf_counter()
-        load_rgb(path, args.size)
-        decode.append((time.perf_counter() - start) * 1000)
+    model_only = {kind: median_ms(lambda p=predictor: p.raw(image), repeats=50, warmup=5)
+                  for kind, predictor in predictors.items()}
+    decode = [median_ms(lambda f=path: load_rgb(f, args.size), repeats=1, warmup=0)
+              for path in files]
     return {"latency_ms_two_head": two, "latency_ms_three_output": three,
             "latency_ratio": two / three, "rounds": args.rounds,
             "model_only_ms_two_head": model_only["two_head"],

@@ -23,22 +23,11 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-
-def bare_invoke_ms(predictor, image, repeats: int = 100) -> float:
-    """Median time of the signature call alone on a pre-decoded uint8 image."""
-    for _ in range(10):
-        predictor.raw(image)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        predictor.raw(image)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+from timing import median_ms  # noqa: E402 - bench/ is the script's folder
 
 
 def main() -> None:
@@ -94,7 +83,7 @@ def main() -> None:
         for _ in range(args.rounds):
             for key, predictor in predictors.items():
                 latency[key].append(measure_latency(predictor, files))
-        bare = {key: bare_invoke_ms(p, image) for key, p in predictors.items()}
+        bare = {key: median_ms(lambda p=p: p.raw(image)) for key, p in predictors.items()}
 
     print(f"\nTFLite (LiteRT + XNNPACK), ShuffleNetV2 x0.5 @ {args.size} px, "
           f"{os.cpu_count()} CPUs; latency = median file -> probabilities over "
