@@ -84,7 +84,6 @@ def part_latency(args, root: Path) -> dict:
 
 def part_train(args, root: Path) -> dict:
     import keras
-    import numpy as np
     import tensorflow as tf
 
     from tf_twohead import config, models, training
@@ -134,7 +133,7 @@ def part_train(args, root: Path) -> dict:
             "pipeline_img_s": pipeline_rate,
             "pipeline_over_training": pipeline_rate / pipeline_train_rate,
             "cache_build_img_s": len(split) / cache_build,
-            "threads": 2, "batch": 64, "images": int(np.prod(len(split)))}
+            "threads": 2, "batch": 64, "images": len(split)}
 
 
 def main() -> None:

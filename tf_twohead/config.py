@@ -115,11 +115,6 @@ def load(path: str | os.PathLike | None = None, overrides: list[str] | None = No
     return _resolve(sources)
 
 
-def from_dict(values: dict) -> Config:
-    """Build a validated `Config` from a nested dict (e.g. in tests or notebooks)."""
-    return _resolve([("values", lambda: OmegaConf.create(values))])
-
-
 def _resolve(sources) -> Config:
     """Merge `(where, make_source)` pairs over the schema, in order; validate the result."""
     merged = OmegaConf.structured(Config)

@@ -12,8 +12,6 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-METRIC_NAMES = ("precision", "recall", "f1", "auc")
-
 
 def head_metrics(prefix: str = "") -> list[keras.metrics.Metric]:
     """Precision, recall, F1 (at 0.5) and AUC of one sigmoid head."""

@@ -31,8 +31,6 @@ from tf_twohead.fileio import atomic_write_text
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 FASHION_TO_CLASS = {0: 0, 2: 0, 3: 0, 4: 0, 1: 1, 5: 1, 7: 1, 8: 1, 9: 1, 6: 2}
 CLASS_FOLDERS = ("documents", "not a documents", "screens")
-FASHION_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                 "Sneaker", "Bag", "Ankle boot")
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),

@@ -17,8 +17,6 @@ import numpy as np
 
 from tf_twohead.config import SOFTMAX_OUTPUT
 
-SPLITS = ("train", "val", "test")
-
 
 class DataError(ValueError):
     """The data cannot be used as it is; the message lists every problem found."""
