@@ -85,7 +85,7 @@ def test_best_keras_loads_in_a_fresh_process(tmp_path):
     model = models.build("two_head", 32, head_width=8)
     model.save(path)
     code = (
-        "import keras, numpy as np;"
+        "import keras, numpy as np, tf_twohead.models;"  # importing registers our classes
         f"m = keras.saving.load_model({str(path)!r});"
         "out = m(np.zeros((1, 32, 32, 3), np.uint8));"
         "print(sorted(out), [tuple(v.shape) for k, v in sorted(out.items())])"

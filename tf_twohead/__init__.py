@@ -11,6 +11,14 @@ and the CLI can quiet TensorFlow's logging before TensorFlow loads:
 """
 
 import importlib
+import os
+
+# TensorFlow turns its oneDNN CPU kernels on by default only on CPUs with AVX-512; on
+# AVX2-only CPUs it falls back to Eigen kernels that train ShuffleNet 2-2.5x slower
+# (bench/bench_core.py prints both). The switch is read once, when TensorFlow loads, so
+# it must be set before: this is the one global setting the package makes on import,
+# and `setdefault` leaves a user's own TF_ENABLE_ONEDNN_OPTS=0 alone.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 __version__ = "0.1.0"
 
@@ -20,6 +28,7 @@ _EXPORTS = {
     "build": ("tf_twohead.models", "build"),
     "build_model": ("tf_twohead.models", "from_config"),
     "shufflenet_v2": ("tf_twohead.models", "shufflenet_v2"),
+    "load_model": ("tf_twohead.models", "load_model"),
     "compile_model": ("tf_twohead.training", "compile_model"),
     "train": ("tf_twohead.training", "train"),
     "make_datasets": ("tf_twohead.data.pipeline", "make_datasets"),

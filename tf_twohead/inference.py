@@ -55,10 +55,11 @@ class KerasRunner:
     overhead than `model.predict()` for one image)."""
 
     def __init__(self, path: Path):
-        import keras
         import tensorflow as tf
 
-        self.model = keras.saving.load_model(path, compile=False)
+        from tf_twohead.models import load_model
+
+        self.model = load_model(path)
         self.img_size = int(self.model.inputs[0].shape[1])
         self.output_names = list(self.model.output_names)
         self.params = int(self.model.count_params())
