@@ -30,6 +30,9 @@ DEFAULT_LOSS_WEIGHTS = {"main": 2.0, "aux": 1.0}
 MODEL_KINDS = ("two_head", "softmax")
 WIDTHS = (0.5, 1.0, 1.5, 2.0)  # the keys of models.shufflenet.STAGE_OUT_CHANNELS
 BAD_IMAGE_POLICIES = ("error", "skip")
+INITS = ("torch", "keras")  # weight initialisation: PyTorch's defaults (the reference) or Keras'
+WEIGHT_DECAY_MODES = ("l2", "decoupled")  # PyTorch Adam's L2-in-the-gradient, or AdamW-style
+INTERPOLATIONS = ("nearest", "bilinear")
 SOFTMAX_OUTPUT = "probs"
 
 
@@ -44,6 +47,7 @@ class DataConfig:
     on_bad_image: str = "error"
     class_names: list[str] = field(default_factory=lambda: list(DEFAULT_CLASS_NAMES))
     rotation: float = 10.0
+    rotation_interpolation: str = "nearest"
     hflip: bool = False
     cache_dir: str | None = None
     workers: int = 0
@@ -54,6 +58,7 @@ class ModelConfig:
     kind: str = "two_head"
     width: float = 0.5
     head_width: int = 1024
+    init: str = "torch"
     heads: dict[str, list[int]] = field(default_factory=lambda: dict(DEFAULT_HEADS))
 
 
@@ -65,6 +70,8 @@ class TrainConfig:
     seed: int = 42
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
+    weight_decay_mode: str = "l2"
+    adam_epsilon: float = 1e-8
     lr_step_epochs: int = 4
     lr_gamma: float = 0.1
     label_smoothing: float = 0.1
@@ -169,6 +176,9 @@ def validate(config: Config) -> None:
            f"one of {BAD_IMAGE_POLICIES}", d.on_bad_image)
     _check(len(d.class_names) >= 2, "data.class_names", "at least two class names",
            d.class_names)
+    _check(d.rotation_interpolation in INTERPOLATIONS, "data.rotation_interpolation",
+           f"one of {INTERPOLATIONS}", d.rotation_interpolation)
+    _check(m.init in INITS, "model.init", f"one of {INITS}", m.init)
     _check(m.kind in MODEL_KINDS, "model.kind", f"one of {MODEL_KINDS}", m.kind)
     _check(m.width in WIDTHS, "model.width", f"one of {WIDTHS}", m.width)
     _check(m.head_width > 0, "model.head_width", "a positive integer", m.head_width)
@@ -193,6 +203,10 @@ def validate(config: Config) -> None:
     _check(t.batch_size >= 1, "train.batch_size", "at least 1", t.batch_size)
     _check(t.steps_per_epoch is None or t.steps_per_epoch >= 1, "train.steps_per_epoch",
            "null or at least 1", t.steps_per_epoch)
+    _check(t.weight_decay_mode in WEIGHT_DECAY_MODES, "train.weight_decay_mode",
+           f"one of {WEIGHT_DECAY_MODES}", t.weight_decay_mode)
+    _check(t.weight_decay >= 0, "train.weight_decay", "0 or more", t.weight_decay)
+    _check(t.adam_epsilon > 0, "train.adam_epsilon", "a positive number", t.adam_epsilon)
     _check(0 <= t.label_smoothing < 1, "train.label_smoothing", "a value in [0, 1)",
            t.label_smoothing)
 

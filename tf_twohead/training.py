@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from tf_twohead.config import SOFTMAX_OUTPUT, Config
 from tf_twohead.data.pipeline import datasets_for, load_splits
 from tf_twohead.fileio import atomic_path, atomic_write_json
 from tf_twohead.metrics import head_metrics, softmax_head_metrics
+from tf_twohead.optimizers import TorchAdam
 
 STATE_FILE = "train_state.json"
 
@@ -45,10 +47,14 @@ def compile_model(model: keras.Model, cfg: Config) -> keras.Model:
     Two-head: binary cross-entropy with label smoothing per head, `loss_weights` from
     the config (main 2, aux 1), precision/recall/F1/AUC per head. Softmax: categorical
     cross-entropy with the same smoothing, and each head's metrics read from the class
-    probabilities. Adam with `train.learning_rate` and decoupled `train.weight_decay`.
+    probabilities. Adam as PyTorch defines it (`TorchAdam`): `train.learning_rate`,
+    `train.adam_epsilon`, and `train.weight_decay` applied as `train.weight_decay_mode`
+    says (an L2 term in the gradient, as the reference, or decoupled).
     """
     t = cfg.train
-    optimizer = keras.optimizers.Adam(t.learning_rate, weight_decay=t.weight_decay or None)
+    optimizer = TorchAdam(t.learning_rate, epsilon=t.adam_epsilon,
+                          weight_decay=t.weight_decay or None,
+                          weight_decay_mode=t.weight_decay_mode)
     if cfg.model.kind == "softmax":
         model.compile(
             optimizer=optimizer,
@@ -78,34 +84,48 @@ def step_decay(cfg: Config):
     return schedule
 
 
+TIE_BREAK = "val_loss"  # among epochs with an equal monitored F1, the lowest wins
+
+
 class RunCheckpoint(keras.callbacks.Callback):
     """Per finished epoch: atomically save `last.keras`, `best.keras` and the run state.
 
-    Keras' ModelCheckpoint writes in place (a kill mid-write corrupts the best model)
-    and forgets its best score on restart; this callback does neither.
+    `best.keras` is the epoch with the highest `monitor`; among epochs that tie on it,
+    the one with the lowest `tie_break` (validation loss). On a hard task the monitored
+    F1 can stay 0.0 for several epochs, and a first-epoch-wins rule would then keep an
+    untrained model for good. Keras' ModelCheckpoint writes in place (a kill mid-write
+    corrupts the best model) and forgets its best score on restart; this does neither.
     """
 
     def __init__(self, run_dir: Path, monitor: str, best: float = -math.inf,
-                 best_epoch: int | None = None):
+                 best_epoch: int | None = None, tie_break: str = TIE_BREAK,
+                 best_tie_break: float = math.inf):
         super().__init__()
-        self.run_dir, self.monitor = Path(run_dir), monitor
-        self.best, self.best_epoch = best, best_epoch
+        self.run_dir, self.monitor, self.tie_break = Path(run_dir), monitor, tie_break
+        self.best, self.best_epoch, self.best_tie_break = best, best_epoch, best_tie_break
+
+    def is_better(self, score: float, tie_break: float) -> bool:
+        """Whether an epoch scoring `score` (and `tie_break`) beats the best so far."""
+        if self.best_epoch is None or score > self.best:
+            return True
+        return score == self.best and tie_break < self.best_tie_break
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        score = logs.get(self.monitor)
-        if score is None:
-            raise KeyError(f"Metric {self.monitor!r} is missing; logged: {sorted(logs)}")
-        score = float(score)
+        for key in (self.monitor, self.tie_break):
+            if logs.get(key) is None:
+                raise KeyError(f"Metric {key!r} is missing; logged: {sorted(logs)}")
+        score, tie_break = float(logs[self.monitor]), float(logs[self.tie_break])
         with atomic_path(self.run_dir / "last.keras") as tmp:
             self.model.save(tmp)
-        if score > self.best or self.best_epoch is None:
+        if self.is_better(score, tie_break):
             with atomic_path(self.run_dir / "best.keras") as tmp:
-                self.model.save(tmp)
-            self.best, self.best_epoch = score, epoch + 1
+                shutil.copyfile(self.run_dir / "last.keras", tmp)  # the same bytes, saved once
+            self.best, self.best_epoch, self.best_tie_break = score, epoch + 1, tie_break
         atomic_write_json(self.run_dir / STATE_FILE, {
-            "epoch": epoch + 1, "monitor": self.monitor,
-            "best": self.best, "best_epoch": self.best_epoch,
+            "epoch": epoch + 1, "monitor": self.monitor, "best": self.best,
+            "best_epoch": self.best_epoch, "tie_break": self.tie_break,
+            "best_tie_break": self.best_tie_break,
         })
 
 
@@ -159,7 +179,7 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False,
         train_ds = train_ds.repeat()
 
     if state:
-        model = keras.saving.load_model(run_dir / "last.keras")  # with optimizer state
+        model = models.load_model(run_dir / "last.keras", compile=True)  # optimizer state
         initial_epoch = int(state["epoch"])
         print(f"Resuming {run_dir} after epoch {initial_epoch}; "
               f"best {state['monitor']}={state['best']:.4f} at epoch {state['best_epoch']}.")
@@ -176,8 +196,7 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False,
         keras.callbacks.LearningRateScheduler(step_decay(cfg)),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=bool(state)),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), profile_batch=0),
-        RunCheckpoint(run_dir, monitor, state.get("best", -math.inf) if state else -math.inf,
-                      state.get("best_epoch") if state else None),
+        RunCheckpoint(run_dir, monitor, **_checkpoint_state(state)),
         PlotCurves(run_dir),
         *(callbacks or []),
     ]
@@ -190,6 +209,14 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False,
     print(f"Done: best {monitor}={final['best']:.4f} at epoch {final['best_epoch']} -> "
           f"{run_dir / 'best.keras'}")
     return {**final, "run_dir": str(run_dir)}
+
+
+def _checkpoint_state(state: dict | None) -> dict:
+    """The best-so-far of an interrupted run, as `RunCheckpoint` arguments."""
+    if not state:
+        return {}
+    return {"best": state["best"], "best_epoch": state.get("best_epoch"),
+            "best_tie_break": state.get("best_tie_break", math.inf)}
 
 
 def _check_run_dir(cfg: Config, resume: bool, overwrite: bool) -> dict | None:

@@ -26,8 +26,8 @@ from tf_twohead.data.splits import encode_targets
 
 def make_dataset(split: SplitData, targets: dict[str, np.ndarray], batch_size: int,
                  training: bool = False, seed: int = 0, rotation: float = 0.0,
-                 hflip: bool = False, pos_weight: dict[str, float] | None = None
-                 ) -> tf.data.Dataset:
+                 hflip: bool = False, pos_weight: dict[str, float] | None = None,
+                 rotation_interpolation: str = "nearest") -> tf.data.Dataset:
     """A batched dataset of `(uint8 images, {name: target}[, {name: sample weight}])`.
 
     Args:
@@ -38,6 +38,8 @@ def make_dataset(split: SplitData, targets: dict[str, np.ndarray], batch_size: i
         seed: int. Seed for shuffling and augmentation.
         rotation: float. Maximum random rotation in degrees (training only); the
             corners are filled with black, as torchvision's `RandomRotation` does.
+        rotation_interpolation: str. "nearest" (torchvision's default, the
+            reference's) or "bilinear".
         hflip: bool. Random horizontal flips (training only).
         pos_weight: dict or None. Output name -> weight of positive examples; when
             given, the dataset also yields per-output sample weights.
@@ -75,18 +77,19 @@ def make_dataset(split: SplitData, targets: dict[str, np.ndarray], batch_size: i
 
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if training and (rotation or hflip):
-        augment = _augmenter(rotation, hflip, seed)
+        augment = _augmenter(rotation, hflip, seed, rotation_interpolation)
         ds = ds.map(lambda x, *rest: (augment(x), *rest), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _augmenter(rotation: float, hflip: bool, seed: int):
+def _augmenter(rotation: float, hflip: bool, seed: int, interpolation: str = "nearest"):
     layers = []
     if hflip:
         layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
     if rotation:
         layers.append(keras.layers.RandomRotation(rotation / 360.0, fill_mode="constant",
-                                                  fill_value=0.0, seed=seed))
+                                                  fill_value=0.0, seed=seed,
+                                                  interpolation=interpolation))
 
     def augment(images):
         x = tf.cast(images, tf.float32)
@@ -135,4 +138,5 @@ def datasets_for(cfg, split: SplitData) -> tf.data.Dataset:
     pos_weight = dict(cfg.train.pos_weight) if cfg.model.kind == "two_head" else None
     return make_dataset(split, targets, cfg.train.batch_size, training=training,
                         seed=cfg.train.seed, rotation=cfg.data.rotation,
-                        hflip=cfg.data.hflip, pos_weight=pos_weight or None)
+                        hflip=cfg.data.hflip, pos_weight=pos_weight or None,
+                        rotation_interpolation=cfg.data.rotation_interpolation)

@@ -7,11 +7,13 @@ import keras
 from tf_twohead.models.heads import build_multi_head, build_softmax
 from tf_twohead.models.shufflenet import shufflenet_v2
 
-__all__ = ["build", "build_multi_head", "build_softmax", "from_config", "shufflenet_v2"]
+__all__ = ["build", "build_multi_head", "build_softmax", "from_config", "load_model",
+           "shufflenet_v2"]
 
 
 def build(kind: str = "two_head", img_size: int = 256, width: float = 0.5,
-          head_width: int = 1024, heads=None, num_classes: int = 3) -> keras.Model:
+          head_width: int = 1024, heads=None, num_classes: int = 3, init: str = "torch"
+          ) -> keras.Model:
     """Build a model from plain keyword arguments.
 
     Args:
@@ -21,11 +23,13 @@ def build(kind: str = "two_head", img_size: int = 256, width: float = 0.5,
         head_width: int. Channels of the last 1x1 conv (per head, or conv5 for softmax).
         heads: dict of head name -> positive class ids (names used by "two_head").
         num_classes: int. Classes of the softmax baseline.
+        init: str. "torch" (PyTorch's default initialisation, as the reference) or
+            "keras" (Glorot kernels, zero biases).
     """
     if kind == "two_head":
-        return build_multi_head(img_size, width, head_width, heads)
+        return build_multi_head(img_size, width, head_width, heads, init=init)
     if kind == "softmax":
-        return build_softmax(img_size, width, head_width, num_classes)
+        return build_softmax(img_size, width, head_width, num_classes, init=init)
     raise ValueError(f"kind must be 'two_head' or 'softmax'. Received: kind={kind!r}")
 
 
@@ -33,4 +37,23 @@ def from_config(cfg) -> keras.Model:
     """Build the model a `Config` describes."""
     m = cfg.model
     return build(m.kind, cfg.data.img_size, m.width, m.head_width, dict(m.heads),
-                 len(cfg.data.class_names))
+                 len(cfg.data.class_names), init=m.init)
+
+
+def load_model(path, compile: bool = False) -> keras.Model:
+    """Load a `.keras` file written by tf-twohead, in any process.
+
+    Models use two registered classes (`FusedBatchNormalization`, and `TorchAdam` in a
+    compiled save) and the softmax baseline's metrics; this imports them before
+    `keras.saving.load_model`. Plain Keras loads the files too once `tf_twohead.models`
+    is imported.
+
+    Args:
+        path: str. The `.keras` file.
+        compile: bool. Restore the optimizer (with its state), losses and metrics, as
+            `--resume` does. Defaults to False (inference).
+    """
+    import tf_twohead.metrics  # noqa: F401 - registers the softmax head metrics
+    import tf_twohead.optimizers  # noqa: F401 - registers TorchAdam
+
+    return keras.saving.load_model(path, compile=compile)

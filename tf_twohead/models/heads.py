@@ -12,7 +12,7 @@ import keras
 from keras import layers
 
 from tf_twohead.config import DEFAULT_HEADS, SOFTMAX_OUTPUT
-from tf_twohead.models.shufflenet import apply_backbone, apply_conv_bn
+from tf_twohead.models.shufflenet import apply_backbone, apply_conv_bn, apply_dense
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -32,7 +32,7 @@ def apply_input(img_size: int):
 
 
 def build_multi_head(img_size: int = 256, width: float = 0.5, head_width: int = 1024,
-                     heads=None, name: str = "two_head") -> keras.Model:
+                     heads=None, name: str = "two_head", init: str = "torch") -> keras.Model:
     """ShuffleNetV2 up to stage4, then per head 1x1 conv + BN + ReLU + pool + sigmoid.
 
     Args:
@@ -42,6 +42,8 @@ def build_multi_head(img_size: int = 256, width: float = 0.5, head_width: int = 
         heads: dict or list of head names; only the names are used here. Defaults to
             `{"main": [2], "aux": [1]}`.
         name: str. Model name.
+        init: str. "torch": PyTorch's default initialisation, as the reference; "keras":
+            Glorot kernels and zero biases. Defaults to "torch".
 
     Example:
 
@@ -55,26 +57,28 @@ def build_multi_head(img_size: int = 256, width: float = 0.5, head_width: int = 
     if int(head_width) < 1:
         raise ValueError(f"head_width must be positive. Received: head_width={head_width}")
     inputs, x = apply_input(img_size)
-    features = apply_backbone(x, width)
+    features = apply_backbone(x, width, init)
     outputs = {}
     for head in head_names:
-        h = apply_conv_bn(features, int(head_width), 1, 1, f"{head}_conv")
+        h = apply_conv_bn(features, int(head_width), 1, 1, f"{head}_conv", init=init)
         h = layers.GlobalAveragePooling2D(name=f"{head}_pool")(h)
-        outputs[head] = layers.Dense(1, activation="sigmoid", name=head)(h)
+        outputs[head] = apply_dense(h, 1, head, activation="sigmoid", init=init)
     return keras.Model(inputs, outputs, name=name)
 
 
 def build_softmax(img_size: int = 256, width: float = 0.5, head_width: int = 1024,
-                  num_classes: int = 3, name: str = "softmax") -> keras.Model:
+                  num_classes: int = 3, name: str = "softmax", init: str = "torch"
+                  ) -> keras.Model:
     """The baseline: shared conv5 (`head_width` channels) + pool + Dense(classes, softmax).
 
-    Its single output is named "probs", shape `(B, num_classes)`.
+    Its single output is named "probs", shape `(B, num_classes)`. `init` as in
+    `build_multi_head`.
     """
     if int(num_classes) < 2:
         raise ValueError(f"num_classes must be at least 2. Received: num_classes={num_classes}")
     inputs, x = apply_input(img_size)
-    x = apply_backbone(x, width)
-    x = apply_conv_bn(x, int(head_width), 1, 1, ("conv5_0", "conv5_1", "conv5_2"))
+    x = apply_backbone(x, width, init)
+    x = apply_conv_bn(x, int(head_width), 1, 1, ("conv5_0", "conv5_1", "conv5_2"), init=init)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
-    probs = layers.Dense(num_classes, activation="softmax", name=SOFTMAX_OUTPUT)(x)
+    probs = apply_dense(x, num_classes, SOFTMAX_OUTPUT, activation="softmax", init=init)
     return keras.Model(inputs, {SOFTMAX_OUTPUT: probs}, name=name)
