@@ -71,3 +71,26 @@ def test_pos_weight_is_for_sigmoid_heads_only():
     assert config.load(None, ["train.pos_weight={main: 3}"]).train.pos_weight == {"main": 3.0}
     with pytest.raises(config.ConfigError, match="train.pos_weight must be empty"):
         config.load(None, ["train.pos_weight={main: 3}", "model.kind=softmax"])
+
+
+def test_recipe_defaults_follow_the_pytorch_reference():
+    cfg = config.load("configs/two_head.yaml")
+    assert cfg.model.init == "torch"
+    assert (cfg.train.weight_decay_mode, cfg.train.adam_epsilon) == ("l2", 1e-8)
+    assert cfg.data.rotation_interpolation == "nearest"
+    keras_like = config.load("configs/two_head.yaml", [
+        "model.init=keras", "train.weight_decay_mode=decoupled", "train.adam_epsilon=1e-7",
+        "data.rotation_interpolation=bilinear"])
+    assert (keras_like.model.init, keras_like.train.weight_decay_mode) == ("keras", "decoupled")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.init=xavier", r"model.init must be one of \('torch', 'keras'\). "
+                          r"Received: model.init='xavier'"),
+    ("train.weight_decay_mode=adamw", "Received: train.weight_decay_mode='adamw'"),
+    ("train.adam_epsilon=0", "Received: train.adam_epsilon=0.0"),
+    ("data.rotation_interpolation=cubic", "Received: data.rotation_interpolation='cubic'"),
+])
+def test_recipe_keys_are_validated(override, message):
+    with pytest.raises(config.ConfigError, match=message):
+        config.load("configs/two_head.yaml", [override])

@@ -31,22 +31,36 @@ def _corrupt(dataset):
     csv.write_text(csv.read_text() + "screens/gone.jpg,2\nscreens/val 0.jpg,5\n")
 
 
-def test_bad_images_stop_before_training_with_line_numbers(dataset, tmp_path):
+def test_one_report_names_bad_rows_and_bad_images_together(dataset, tmp_path):
     _corrupt(dataset)
     with pytest.raises(DataError) as err:
         load_split(dataset, "val", 32, 3, cache_dir=tmp_path / "c", progress=False)
-    # Row problems are reported before any image is decoded ...
-    assert "val.csv:19: 'screens/gone.jpg' missing file" in str(err.value)
-    assert "val.csv:20: 'screens/val 0.jpg' unknown class id" in str(err.value)
-    (dataset / "val.csv").write_text("\n".join((dataset / "val.csv").read_text()
-                                               .splitlines()[:18]) + "\n")
-    with pytest.raises(DataError) as err:
-        load_split(dataset, "val", 32, 3, cache_dir=tmp_path / "c", progress=False)
-    # ... and undecodable or truncated images with their CSV line.
     text = str(err.value)
-    assert "val.csv:14: 'screens/val 1.jpg' undecodable image" in text
-    assert "val.csv:16: 'screens/val 3.jpg' undecodable image" in text
-    assert "2 bad rows" in text
+    # Row problems and undecodable images come in one report, in CSV line order.
+    expected = ["val.csv:14: 'screens/val 1.jpg' undecodable image",
+                "val.csv:16: 'screens/val 3.jpg' undecodable image",
+                "val.csv:19: 'screens/gone.jpg' missing file",
+                "val.csv:20: 'screens/val 0.jpg' unknown class id"]
+    positions = [text.index(line) for line in expected]
+    assert positions == sorted(positions)
+    assert "4 bad rows (2 undecodable image, 1 missing file, 1 unknown class id)" in text
+
+
+def test_one_report_covers_every_split(dataset, tmp_path):
+    from conftest import tiny_config
+
+    from tf_twohead.data.pipeline import load_splits
+
+    _corrupt(dataset)
+    (dataset / "documents" / "test 2.jpg").write_bytes(b"not an image")
+    cfg = tiny_config(tmp_path, dataset)
+    with pytest.raises(DataError) as err:
+        load_splits(cfg, ("train", "val", "test"), progress=False)
+    text = str(err.value)
+    assert "val split" in text and "test split" in text and "train split" not in text
+    assert "test.csv:3: 'documents/test 2.jpg' undecodable image" in text
+    assert "val.csv:19: 'screens/gone.jpg' missing file" in text
+    assert text.count("data.on_bad_image=skip") == 1
 
 
 def test_skip_drops_bad_rows_and_says_why(dataset, tmp_path):

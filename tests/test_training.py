@@ -115,3 +115,59 @@ def test_bad_data_fails_before_training_starts(dataset, tmp_path):
         training.train(cfg, verbose=0)
     assert (cfg.run_dir / "config.yaml").is_file()
     assert not (cfg.run_dir / "last.keras").exists()
+
+
+def test_missing_file_unknown_id_and_truncated_jpeg_in_one_report(dataset, tmp_path):
+    """A user fixes the data once: every kind of bad row is named before training."""
+    good = (dataset / "screens" / "train 2.jpg").read_bytes()
+    (dataset / "screens" / "train 3.jpg").write_bytes(good[: len(good) // 3])  # truncated
+    csv = dataset / "train.csv"
+    csv.write_text(csv.read_text() + "screens/gone.jpg,2\ndocuments/train 0.jpg,9\n")
+    cfg = tiny_config(tmp_path, dataset)
+    with pytest.raises(DataError) as err:
+        training.train(cfg, verbose=0)
+    text = str(err.value)
+    assert "train.csv:16: 'screens/train 3.jpg' undecodable image" in text
+    assert "train.csv:19: 'screens/gone.jpg' missing file" in text
+    assert "train.csv:20: 'documents/train 0.jpg' unknown class id: 9 is not in 0..2" in text
+    assert not (cfg.run_dir / "last.keras").exists()
+
+
+def _checkpoint(tmp_path, model):
+    callback = training.RunCheckpoint(tmp_path, "val_main_f1")
+    callback.set_model(model)
+    return callback
+
+
+def test_best_checkpoint_ties_are_broken_by_validation_loss(tmp_path):
+    """F1 stuck at 0.0: the epoch with the lowest val_loss is kept, not the first."""
+    model = training.models.build("two_head", 32, head_width=8)
+    callback = _checkpoint(tmp_path, model)
+    epochs = [(0.0, 0.90), (0.0, 0.70), (0.0, 0.80), (0.4, 0.95), (0.4, 0.95)]
+    for epoch, (f1, loss) in enumerate(epochs):
+        callback.on_epoch_end(epoch, {"val_main_f1": f1, "val_loss": loss})
+        if epoch == 2:
+            assert callback.best_epoch == 2  # the lowest loss among the 0.0 epochs
+    assert callback.best_epoch == 4  # a higher F1 wins whatever the loss; equal loss: first
+    state = json.loads((tmp_path / "train_state.json").read_text())
+    assert (state["best"], state["best_epoch"], state["best_tie_break"]) == (0.4, 4, 0.95)
+
+
+def test_resume_keeps_the_tie_break_of_the_best_epoch(tmp_path):
+    state = {"best": 0.0, "best_epoch": 2, "best_tie_break": 0.5}
+    callback = training.RunCheckpoint(tmp_path, "val_main_f1",
+                                      **training._checkpoint_state(state))
+    assert not callback.is_better(0.0, 0.6)
+    assert callback.is_better(0.0, 0.4)
+
+
+def test_compile_uses_the_configured_adam(dataset, tmp_path):
+    cfg = tiny_config(tmp_path, dataset, "train.weight_decay_mode=decoupled",
+                      "train.adam_epsilon=1e-7")
+    model = training.compile_model(training.models.from_config(cfg), cfg)
+    optimizer = model.optimizer
+    assert (optimizer.weight_decay_mode, optimizer.epsilon) == ("decoupled", 1e-7)
+    assert optimizer.weight_decay == pytest.approx(1e-4) and optimizer.l2 == 0.0
+    default = training.compile_model(training.models.from_config(tiny_config(tmp_path, dataset)),
+                                     tiny_config(tmp_path, dataset)).optimizer
+    assert (default.weight_decay_mode, default.l2, default.epsilon) == ("l2", 1e-4, 1e-8)

@@ -59,7 +59,8 @@ def load_split(root: str | Path, split: str, img_size: int, num_classes: int,
         split: str. Split name.
         img_size: int. Side of the square the images are resized to.
         num_classes: int. Valid class ids are `0..num_classes-1`.
-        on_bad_image: str. "error" raises `DataError` listing every bad row; "skip"
+        on_bad_image: str. "error" raises `DataError` listing every bad row (malformed,
+            unknown class id, missing file, undecodable image) in one report; "skip"
             drops them and reports how many and why.
         cache_dir: str or None. Where resized arrays are kept; None means
             `<root>/.tf_twohead_cache`.
@@ -69,15 +70,32 @@ def load_split(root: str | Path, split: str, img_size: int, num_classes: int,
     Returns:
         A `SplitData`.
     """
+    scanned, problems = scan_split(root, split, img_size, num_classes, cache_dir, workers,
+                                   progress)
+    return keep_usable(scanned, problems, on_bad_image, describe(split, root))
+
+
+def scan_split(root: str | Path, split: str, img_size: int, num_classes: int,
+               cache_dir: str | Path | None = None, workers: int = 0, progress: bool = True
+               ) -> tuple[SplitData, list[Problem]]:
+    """Check every row of a split in one pass and cache the images that decode.
+
+    Row problems (malformed, unknown class id, missing file) do not stop the scan: the
+    other rows are still decoded, so undecodable images are found in the same pass and
+    a user fixes everything after one report.
+
+    Returns:
+        `(split, problems)`: the usable rows with their pixels, and every problem
+        found, in CSV line order. Nothing is raised for bad rows; see `keep_usable`.
+    """
     csv_path = split_csv(root, split)
     rows, problems = read_split(csv_path, num_classes)
-    where = f"{split} split ({csv_path})"
-    if on_bad_image == "error":
-        resolve("error", problems, where)  # row problems stop us before any decoding
     folder = _cache_folder(cache_dir or Path(root) / ".tf_twohead_cache", csv_path, rows,
                            split, img_size)
     meta_path = folder / "meta.json"
-    if meta_path.is_file():
+    if not rows:
+        images, meta = np.zeros((0, img_size, img_size, 3), np.uint8), {"bad": {}}
+    elif meta_path.is_file():
         meta = json.loads(meta_path.read_text())
         images = np.load(folder / "images.npy", mmap_mode="r")
     else:
@@ -87,15 +105,26 @@ def load_split(root: str | Path, split: str, img_size: int, num_classes: int,
     problems += [Problem(rows[i].csv, rows[i].line, rows[i].path, "undecodable image", why)
                  for i, why in sorted(bad.items())]
     problems.sort(key=lambda p: p.line)
-    dropped = resolve(on_bad_image, problems, where)
     keep = np.array([i for i in range(len(rows)) if i not in bad], dtype=np.int64)
-    if len(keep) == 0:
-        raise DataError(f"{where}: no usable rows remain after skipping bad rows.")
     if len(keep) < len(rows):
         images = images[keep]  # copies only the good rows, once
     kept_rows = [rows[i] for i in keep]
     return SplitData(split, images, np.array([r.class_id for r in kept_rows], np.int64),
-                     kept_rows, dropped)
+                     kept_rows), problems
+
+
+def describe(split: str, root: str | Path) -> str:
+    """How reports name a split: `train split (dataset/train.csv)`."""
+    return f"{split} split ({split_csv(root, split)})"
+
+
+def keep_usable(split: SplitData, problems: list[Problem], on_bad_image: str,
+                where: str) -> SplitData:
+    """Apply `data.on_bad_image` to a scanned split: raise the report, or note what was dropped."""
+    split.dropped = resolve(on_bad_image, problems, where)
+    if len(split) == 0:
+        raise DataError(f"{where}: no usable rows remain after skipping bad rows.")
+    return split
 
 
 def _cache_folder(cache_dir, csv_path: Path, rows: list[Row], split: str, size: int) -> Path:

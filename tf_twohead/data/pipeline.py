@@ -20,8 +20,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_twohead.data.cache import SplitData, load_split
-from tf_twohead.data.splits import encode_targets
+from tf_twohead.data.cache import SplitData, describe, keep_usable, scan_split
+from tf_twohead.data.splits import encode_targets, raise_bad_rows
 
 
 def make_dataset(split: SplitData, targets: dict[str, np.ndarray], batch_size: int,
@@ -104,16 +104,22 @@ def load_splits(cfg, splits=("train", "val"), root: str | None = None, progress=
                 ) -> dict[str, SplitData]:
     """Validate (and cache) several splits of the configured dataset before any training.
 
-    Every split is checked before any is returned, so a bad test row is found before
-    training starts, not after it ends.
+    Every row of every split is checked, and every image decoded, before anything is
+    raised: with `data.on_bad_image=error`, one report lists the bad rows of all splits
+    (malformed, unknown class id, missing file, undecodable image), so a bad test row
+    is found before training starts, and one round of fixes is enough.
     """
     data = cfg.data
+    root = root or data.root
     cache_dir = data.cache_dir or str(Path(cfg.output_dir) / "cache")
-    return {
-        name: load_split(root or data.root, name, data.img_size, len(data.class_names),
-                         data.on_bad_image, cache_dir, data.workers, progress)
-        for name in splits
-    }
+    scanned = {name: scan_split(root, name, data.img_size, len(data.class_names), cache_dir,
+                                data.workers, progress)
+               for name in splits}
+    if data.on_bad_image == "error":
+        raise_bad_rows({describe(name, root): problems
+                        for name, (_, problems) in scanned.items()})
+    return {name: keep_usable(split, problems, data.on_bad_image, describe(name, root))
+            for name, (split, problems) in scanned.items()}
 
 
 def make_datasets(cfg, splits=("train", "val"), root: str | None = None, progress=True

@@ -127,16 +127,38 @@ def resolve(policy: str, problems: list[Problem], what: str) -> str:
     """
     if not problems:
         return ""
-    counts = collections.Counter(p.reason for p in problems)
-    summary = ", ".join(f"{n} {reason}" for reason, n in counts.most_common())
     if policy == "skip":
-        return f"{what}: skipped {len(problems)} bad rows ({summary})."
-    shown = "\n".join(f"  {p}" for p in problems[:50])
-    more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
-    raise DataError(
-        f"{what}: {len(problems)} bad rows ({summary}):\n{shown}{more}\n"
-        "Fix or remove these rows, or set data.on_bad_image=skip to drop them."
-    )
+        return f"{what}: skipped {len(problems)} bad rows ({_counts(problems)})."
+    raise_bad_rows({what: problems})
+    return ""  # unreachable: raise_bad_rows raised
+
+
+def raise_bad_rows(problems_by_split: dict[str, list[Problem]]) -> None:
+    """Raise one `DataError` naming every bad row of every split; do nothing if none.
+
+    Rows of all kinds (malformed, unknown class id, missing file, undecodable image)
+    and all splits come in one report, so one round of fixes is enough.
+    """
+    sections = []
+    for what, problems in problems_by_split.items():
+        if not problems:
+            continue
+        shown = "\n".join(f"  {p}" for p in problems[:MAX_SHOWN])
+        more = (f"\n  ... and {len(problems) - MAX_SHOWN} more"
+                if len(problems) > MAX_SHOWN else "")
+        sections.append(f"{what}: {len(problems)} bad rows ({_counts(problems)}):\n"
+                        f"{shown}{more}")
+    if sections:
+        raise DataError("\n".join(sections) + "\nFix or remove these rows, or set "
+                        "data.on_bad_image=skip to drop them.")
+
+
+MAX_SHOWN = 50  # rows listed per split; the counts cover all of them
+
+
+def _counts(problems: list[Problem]) -> str:
+    counts = collections.Counter(p.reason for p in problems)
+    return ", ".join(f"{n} {reason}" for reason, n in counts.most_common())
 
 
 def encode_targets(class_ids, kind: str, heads: dict[str, list[int]],
