@@ -27,6 +27,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import tf_twohead  # noqa: E402,F401 - first, so its oneDNN default applies before TF loads
+
 from timing import median_ms  # noqa: E402 - bench/ is the script's folder
 
 
