@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test test-fast demo bench bench-tflite lint
+.PHONY: install test test-fast demo bench bench-tflite bench-parity lint
 
 install: $(VENV)/.installed
 
@@ -28,6 +28,12 @@ bench: install
 
 bench-tflite: install
 	$(BIN)/python bench/bench_tflite.py
+
+# tf-twohead against the PyTorch reference (Debian's python3-torchvision), 3 seeds x 2 models.
+bench-parity: install
+	[ -f demo_data/fm6k/test.csv ] || $(BIN)/tf-twohead data fashion-mnist demo_data/fm6k \
+		--size 64 --train 6000 --val 1000 --test 2000
+	$(BIN)/python bench/recipe_parity.py --data demo_data/fm6k
 
 lint: install
 	$(BIN)/ruff check tf_twohead tests bench
