@@ -35,9 +35,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tf_twohead  # noqa: E402,F401 - first, so its oneDNN default applies before TF loads
-
 from timing import median_ms  # noqa: E402 - bench/ is the script's folder
+
+import tf_twohead  # noqa: E402,F401 - first, so its oneDNN default applies before TF loads
 
 
 def make_jpegs(root: Path, n: int, seed: int = 0, size: tuple[int, int] = (640, 480),

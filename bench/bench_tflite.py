@@ -27,9 +27,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tf_twohead  # noqa: E402,F401 - first, so its oneDNN default applies before TF loads
-
 from timing import median_ms  # noqa: E402 - bench/ is the script's folder
+
+import tf_twohead  # noqa: E402,F401 - first, so its oneDNN default applies before TF loads
 
 
 def main() -> None:

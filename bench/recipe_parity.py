@@ -18,7 +18,8 @@ ablation can be added with --tf-override model.init=keras --tag keras_init.
 
 Usage:
   python bench/recipe_parity.py --data demo_data/fm6k              # build it first, see below
-  python bench/recipe_parity.py --data demo_data/fm6k --frameworks tf --tf-override model.init=keras --tag keras_init
+  python bench/recipe_parity.py --data demo_data/fm6k --frameworks tf \
+      --tf-override model.init=keras --tag keras_init
 The data: tf-twohead data fashion-mnist demo_data/fm6k --size 64 --train 6000 --val 1000 --test 2000
 """
 

@@ -6,11 +6,11 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tf_twohead  # noqa: E402,F401 - before any test module imports TensorFlow (oneDNN on)
-
 import numpy as np
 import pytest
 from PIL import Image
+
+import tf_twohead  # noqa: E402,F401 - before any test module imports TensorFlow (oneDNN on)
 
 FOLDERS = ("documents", "not a documents", "screens")
 
