@@ -35,7 +35,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from timing import median_ms  # noqa: E402 - bench/ is the script's folder
+from timing import cpu_flags, median_ms  # noqa: E402 - bench/ is the script's folder
 
 import tf_twohead  # noqa: E402,F401 - first, so its oneDNN default applies before TF loads
 
@@ -68,14 +68,6 @@ def make_jpegs(root: Path, n: int, seed: int = 0, size: tuple[int, int] = (640, 
         lines = rows[next(iter(counts))] if shared else rows[name]
         (root / f"{name}.csv").write_text("\n".join(lines) + "\n")
 
-
-def cpu_flags() -> str:
-    """The CPU's vector extensions (AVX, AVX2, AVX-512 ..., AMX, FMA), from /proc/cpuinfo."""
-    try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return "unknown"
-    return " ".join(sorted({f for f in flags.split() if f.startswith(("avx", "amx", "fma"))}))
 
 
 def part_latency(args, root: Path) -> dict:

@@ -35,6 +35,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from timing import cpu_flags  # bench/ is the script's folder
 
 HERE = Path(__file__).resolve().parent
 KINDS = {"two_head": "configs/two_head.yaml", "softmax": "configs/three_class.yaml"}
@@ -114,14 +115,6 @@ def tf_child(args) -> None:
     (out / "result.json").write_text(json.dumps({"best_epoch": state["best_epoch"],
                                                  "best_val_main_f1": state["best"]}))
 
-
-def cpu_flags() -> str:
-    try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return "unknown"
-    vector = sorted({f for f in flags.split() if f.startswith(("avx", "amx", "fma"))})
-    return " ".join(vector) or "no AVX"
 
 
 def main() -> None:
