@@ -2,18 +2,15 @@
 
 import json
 import math
-import shutil
-import subprocess
 
 import keras
 import numpy as np
 import pytest
+from torch_helpers import run_torch
 
 from tf_twohead import models
 from tf_twohead.models.batchnorm import FusedBatchNormalization
 from tf_twohead.optimizers import TorchAdam
-
-TORCH_PYTHON = "/usr/bin/python3"
 
 
 def _kernels(model):
@@ -65,7 +62,6 @@ def test_same_seed_same_weights():
     assert all(np.array_equal(a, b) for a, b in zip(*weights))
 
 
-@pytest.mark.skipif(shutil.which(TORCH_PYTHON) is None, reason="no system python3")
 def test_init_bounds_match_torchvision_itself():
     """Per layer, our largest |w| reaches torchvision's bound, and never exceeds it."""
     code = (
@@ -74,11 +70,8 @@ def test_init_bounds_match_torchvision_itself():
         "print(json.dumps({k.replace('.', '_').removesuffix('_weight'): float(v.abs().max())"
         " for k, v in m.state_dict().items() if k.endswith('weight') and v.dim() in (2, 4)}))"
     )
-    done = subprocess.run([TORCH_PYTHON, "-c", code], capture_output=True, text=True)
-    if done.returncode:
-        pytest.skip(f"torchvision is not importable by {TORCH_PYTHON}: "
-                    "apt-get install python3-torchvision")
-    torch_max = json.loads(done.stdout.strip().splitlines()[-1])
+    done = run_torch(code)
+    torch_max = json.loads(done.strip().splitlines()[-1])
     keras.utils.set_random_seed(0)
     ours = _kernels(models.shufflenet_v2(0.5, (64, 64, 3)))
     assert set(torch_max) == set(ours)

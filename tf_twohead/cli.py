@@ -1,4 +1,4 @@
-"""`tf-twohead data|train|evaluate|compare|predict|convert`: parse arguments, call one function.
+"""`tf-twohead data|train|evaluate|compare|predict|convert|weights`: parse, call one function.
 
 Every known failure (bad config key, bad data rows, missing files, a run that would be
 overwritten) ends with a one-paragraph message and exit code 2, not a traceback.
@@ -63,6 +63,16 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--data", help="dataset for calibration and parity (default: the run's)")
     v.add_argument("--parity-images", type=int, default=1000, metavar="N",
                    help="validation images compared with the .keras model (default 1000)")
+
+    w = sub.add_parser("weights", help="port pretrained weights into tf-twohead's models")
+    wsub = w.add_subparsers(dest="weights_command", required=True)
+    wi = wsub.add_parser("import-torchvision",
+                         help="a torchvision ShuffleNetV2 .pth -> .weights.h5 (no torch needed)")
+    wi.add_argument("file", metavar="FILE.pth", help="a torchvision ShuffleNetV2 state_dict")
+    wi.add_argument("--width", type=float, required=True, choices=[0.5, 1.0, 1.5, 2.0],
+                    help="the width the file was trained with")
+    wi.add_argument("--out", metavar="PATH.weights.h5",
+                    help="output (default: FILE with .weights.h5 for .pth)")
     return p
 
 
@@ -156,8 +166,28 @@ def _convert(args) -> int:
     return 0
 
 
+def _weights(args) -> int:
+    from pathlib import Path
+
+    from tf_twohead import weights
+
+    out = Path(args.out) if args.out else Path(args.file).with_suffix(".weights.h5")
+    if not out.name.endswith(".weights.h5"):
+        raise ValueError(f"--out must end with .weights.h5 (Keras' weights format). "
+                         f"Received: {out}")
+    checked = weights.check_hash(args.file)
+    model = weights.import_torchvision(args.file, args.width)
+    weights.save_weights(model, out)
+    print(f"Wrote {out}: {model.name}, {len(model.weights)} weights "
+          f"({model.count_params():,} values)"
+          + (f"; SHA-256 prefix {checked} checked" if checked else ""))
+    print(f"Load it with tf_twohead.shufflenet_v2({args.width}).load_weights({str(out)!r}), "
+          f"or train from it with model.pretrained={out}")
+    return 0
+
+
 _COMMANDS = {"data": _data, "train": _train, "evaluate": _evaluate, "compare": _compare,
-             "predict": _predict, "convert": _convert}
+             "predict": _predict, "convert": _convert, "weights": _weights}
 
 if __name__ == "__main__":
     sys.exit(main())

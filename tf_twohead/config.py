@@ -59,6 +59,7 @@ class ModelConfig:
     width: float = 0.5
     head_width: int = 1024
     init: str = "torch"
+    pretrained: str | None = None
     heads: dict[str, list[int]] = field(default_factory=lambda: dict(DEFAULT_HEADS))
 
 
@@ -182,6 +183,8 @@ def validate(config: Config) -> None:
     _check(m.kind in MODEL_KINDS, "model.kind", f"one of {MODEL_KINDS}", m.kind)
     _check(m.width in WIDTHS, "model.width", f"one of {WIDTHS}", m.width)
     _check(m.head_width > 0, "model.head_width", "a positive integer", m.head_width)
+    _check(m.pretrained in (None, "imagenet") or Path(m.pretrained).is_file(), "model.pretrained",
+           "null, imagenet, or an existing torchvision .pth / .weights.h5 file", m.pretrained)
     _check(len(m.heads) >= 1, "model.heads", "at least one head", dict(m.heads))
     for name, ids in m.heads.items():
         _check(name.isidentifier(), f"model.heads.{name}", "a head name that is an identifier",

@@ -11,13 +11,15 @@ import json
 import os
 from pathlib import Path
 
+KERAS_WEIGHTS_SUFFIX = ".weights.h5"  # Keras' save_weights insists on the whole suffix
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside `path`; on success rename it over `path`.
 
-    The temporary name keeps the suffix (Keras insists on `.keras`), and is removed if
-    the block raises, so the previous file stays intact.
+    The temporary name keeps the suffix (Keras insists on `.keras` and `.weights.h5`),
+    and is removed if the block raises, so the previous file stays intact.
 
     Example:
 
@@ -26,7 +28,8 @@ def atomic_path(path: str | os.PathLike):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    suffix = KERAS_WEIGHTS_SUFFIX if path.name.endswith(KERAS_WEIGHTS_SUFFIX) else path.suffix
+    tmp = path.with_name(f".{path.name[:-len(suffix) or None]}.tmp-{os.getpid()}{suffix}")
     try:
         yield tmp
         os.replace(tmp, path)

@@ -34,10 +34,18 @@ def build(kind: str = "two_head", img_size: int = 256, width: float = 0.5,
 
 
 def from_config(cfg) -> keras.Model:
-    """Build the model a `Config` describes."""
+    """Build the model a `Config` describes, with its `model.pretrained` backbone if any."""
     m = cfg.model
-    return build(m.kind, cfg.data.img_size, m.width, m.head_width, dict(m.heads),
-                 len(cfg.data.class_names), init=m.init)
+    model = build(m.kind, cfg.data.img_size, m.width, m.head_width, dict(m.heads),
+                  len(cfg.data.class_names), init=m.init)
+    if m.pretrained:
+        from tf_twohead.models.shufflenet import stage_channels
+        from tf_twohead.weights import load_pretrained
+
+        # The softmax baseline's conv5 is torchvision's own when it has the same width.
+        conv5 = m.kind == "softmax" and m.head_width == stage_channels(m.width)[4]
+        load_pretrained(model, m.pretrained, m.width, include_conv5=conv5)
+    return model
 
 
 def load_model(path, compile: bool = False) -> keras.Model:
