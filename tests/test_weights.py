@@ -6,6 +6,7 @@ import shutil
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 from torch_helpers import run_torch
 
@@ -182,3 +183,57 @@ def test_pretrained_file_loads_the_backbone_and_leaves_heads_fresh(torch_files, 
 def test_pretrained_must_name_a_file():
     with pytest.raises(config.ConfigError, match="model.pretrained"):
         config.load(None, ["model.pretrained=/no/such/file.pth"])
+
+
+class _Snapshot(keras.callbacks.Callback):
+    """Copies of a few layers' weights at the end of every epoch."""
+
+    def __init__(self, names):
+        super().__init__()
+        self.names, self.epochs = names, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append({n: [w.numpy().copy() for w in self.model.get_layer(n).weights]
+                            for n in self.names})
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def __init__(self, after):
+        super().__init__()
+        self.after = after
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.after:
+            raise KeyboardInterrupt
+
+
+def _same(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_freeze_epochs_train_heads_first_then_everything(dataset, tmp_path):
+    from conftest import tiny_config
+
+    source = tt.shufflenet_v2(0.5)
+    weights.save_weights(source, tmp_path / "start.weights.h5")
+    cfg = tiny_config(tmp_path, dataset, f"model.pretrained={tmp_path / 'start.weights.h5'}",
+                      "train.epochs=3", "train.freeze_epochs=2", "train.steps_per_epoch=2")
+    names = ["conv1_0", "stage3_0_branch2_1", "main_conv", "main"]  # conv, BN, head conv, head
+    snap = _Snapshot(names)
+    with pytest.raises(KeyboardInterrupt):  # interrupted in the frozen phase ...
+        tt.train(cfg, verbose=0, callbacks=[snap, _Interrupt(after=1)])
+    tt.train(cfg, resume=True, verbose=0, callbacks=[snap])  # ... and resumed
+    start = {n: source.get_layer(n).get_weights() for n in names[:2]}
+    for epoch in (0, 1):  # frozen: backbone kernels and BN moving statistics untouched
+        for name in names[:2]:
+            assert _same(snap.epochs[epoch][name], start[name]), (epoch, name)
+    assert not _same(snap.epochs[0]["main_conv"], snap.epochs[1]["main_conv"])  # heads train
+    for name in names[:2]:  # unfrozen: everything moves
+        assert not _same(snap.epochs[2][name], start[name]), name
+    history = pd.read_csv(cfg.run_dir / "history.csv")
+    assert history["epoch"].tolist() == [0, 1, 2]  # one history across both phases
+
+
+def test_freeze_epochs_need_a_pretrained_backbone():
+    with pytest.raises(config.ConfigError, match="train.freeze_epochs"):
+        config.load(None, ["train.freeze_epochs=1"])

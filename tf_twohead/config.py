@@ -73,6 +73,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     weight_decay_mode: str = "l2"
     adam_epsilon: float = 1e-8
+    freeze_epochs: int = 0
     lr_step_epochs: int = 4
     lr_gamma: float = 0.1
     label_smoothing: float = 0.1
@@ -203,6 +204,11 @@ def validate(config: Config) -> None:
     _check(t.monitor_head in m.heads, "train.monitor_head", f"one of {list(m.heads)}",
            t.monitor_head)
     _check(t.epochs >= 1, "train.epochs", "at least 1", t.epochs)
+    _check(0 <= t.freeze_epochs <= t.epochs, "train.freeze_epochs",
+           f"0..train.epochs ({t.epochs})", t.freeze_epochs)
+    _check(not t.freeze_epochs or m.pretrained, "train.freeze_epochs",
+           "0 unless model.pretrained is set (a random backbone is not worth freezing)",
+           t.freeze_epochs)
     _check(t.batch_size >= 1, "train.batch_size", "at least 1", t.batch_size)
     _check(t.steps_per_epoch is None or t.steps_per_epoch >= 1, "train.steps_per_epoch",
            "null or at least 1", t.steps_per_epoch)

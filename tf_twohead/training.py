@@ -236,23 +236,50 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False,
         return {**state, "run_dir": str(run_dir)}
 
     monitor = monitor_name(cfg)
-    run_callbacks = [
-        keras.callbacks.LearningRateScheduler(step_decay(cfg)),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=bool(state)),
-        keras.callbacks.TensorBoard(str(run_dir / "logs"), profile_batch=0),
-        RunCheckpoint(run_dir, monitor, **_checkpoint_state(state)),
-        PlotCurves(run_dir),
-        *(callbacks or []),
-    ]
+    checkpoint = RunCheckpoint(run_dir, monitor, **_checkpoint_state(state))
     if verbose is None:
         verbose = "auto" if sys.stdout.isatty() else 2
-    model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs,
-              initial_epoch=initial_epoch, steps_per_epoch=steps, callbacks=run_callbacks,
-              shuffle=False, verbose=verbose)
+    # With train.freeze_epochs, two fits: the heads on a frozen backbone, then everything.
+    for end, frozen in ((cfg.train.freeze_epochs, True), (cfg.train.epochs, False)):
+        if initial_epoch >= end:
+            continue
+        if set_backbone_trainable(model, not frozen):
+            # Keras applies a changed `trainable` only at compile: a fresh optimizer for
+            # the new set of variables (Keras' transfer-learning convention).
+            compile_model(model, cfg)
+            print(f"Epochs {initial_epoch + 1}-{end}: backbone "
+                  f"{'frozen (its BatchNorm in inference mode)' if frozen else 'unfrozen'}.")
+        run_callbacks = [
+            keras.callbacks.LearningRateScheduler(step_decay(cfg)),
+            keras.callbacks.CSVLogger(str(run_dir / "history.csv"),
+                                      append=bool(state) or initial_epoch > 0),
+            keras.callbacks.TensorBoard(str(run_dir / "logs"), profile_batch=0),
+            checkpoint,
+            PlotCurves(run_dir),
+            *(callbacks or []),
+        ]
+        model.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=initial_epoch,
+                  steps_per_epoch=steps, callbacks=run_callbacks, shuffle=False,
+                  verbose=verbose)
+        initial_epoch = end
     final = json.loads(state_path.read_text())
     print(f"Done: best {monitor}={final['best']:.4f} at epoch {final['best_epoch']} -> "
           f"{run_dir / 'best.keras'}")
     return {**final, "run_dir": str(run_dir)}
+
+
+def set_backbone_trainable(model: keras.Model, trainable: bool) -> bool:
+    """Freeze or unfreeze the backbone's layers; True if anything changed.
+
+    A frozen Keras layer also runs its BatchNorm in inference mode (moving statistics,
+    no updates): Keras' convention for fine-tuning, which keeps a small dataset's batch
+    statistics from overwriting ImageNet's.
+    """
+    layers = models.backbone_layers(model)
+    changed = any(layer.trainable != trainable for layer in layers)
+    for layer in layers:
+        layer.trainable = trainable
+    return changed
 
 
 def _checkpoint_state(state: dict | None) -> dict:

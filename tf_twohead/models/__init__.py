@@ -7,8 +7,8 @@ import keras
 from tf_twohead.models.heads import build_multi_head, build_softmax
 from tf_twohead.models.shufflenet import shufflenet_v2
 
-__all__ = ["build", "build_multi_head", "build_softmax", "from_config", "load_model",
-           "shufflenet_v2"]
+__all__ = ["backbone_layers", "build", "build_multi_head", "build_softmax", "from_config",
+           "load_model", "shufflenet_v2"]
 
 
 def build(kind: str = "two_head", img_size: int = 256, width: float = 0.5,
@@ -46,6 +46,13 @@ def from_config(cfg) -> keras.Model:
         conv5 = m.kind == "softmax" and m.head_width == stage_channels(m.width)[4]
         load_pretrained(model, m.pretrained, m.width, include_conv5=conv5)
     return model
+
+
+def backbone_layers(model: keras.Model) -> list:
+    """The layers of `model`'s backbone (conv1 to stage4), the part `model.pretrained` loads."""
+    from tf_twohead.weights import BACKBONE_PREFIXES
+
+    return [layer for layer in model.layers if layer.name.startswith(BACKBONE_PREFIXES)]
 
 
 def load_model(path, compile: bool = False) -> keras.Model:
