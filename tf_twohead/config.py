@@ -29,6 +29,9 @@ DEFAULT_HEADS = {"main": [2], "aux": [1]}
 DEFAULT_LOSS_WEIGHTS = {"main": 2.0, "aux": 1.0}
 MODEL_KINDS = ("two_head", "softmax")
 WIDTHS = (0.5, 1.0, 1.5, 2.0)  # the keys of models.shufflenet.STAGE_OUT_CHANNELS
+# Feature extractors (models.backbones) and MobileNetV3's alphas with ImageNet weights.
+BACKBONES = ("shufflenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
+MOBILENET_ALPHAS = (0.75, 1.0)
 BAD_IMAGE_POLICIES = ("error", "skip")
 INITS = ("torch", "keras")  # weight initialisation: PyTorch's defaults (the reference) or Keras'
 WEIGHT_DECAY_MODES = ("l2", "decoupled")  # PyTorch Adam's L2-in-the-gradient, or AdamW-style
@@ -58,6 +61,7 @@ class ModelConfig:
     kind: str = "two_head"
     width: float = 0.5
     head_width: int = 1024
+    backbone: str = "shufflenet_v2"
     init: str = "torch"
     pretrained: str | None = None
     heads: dict[str, list[int]] = field(default_factory=lambda: dict(DEFAULT_HEADS))
@@ -182,7 +186,16 @@ def validate(config: Config) -> None:
            f"one of {INTERPOLATIONS}", d.rotation_interpolation)
     _check(m.init in INITS, "model.init", f"one of {INITS}", m.init)
     _check(m.kind in MODEL_KINDS, "model.kind", f"one of {MODEL_KINDS}", m.kind)
-    _check(m.width in WIDTHS, "model.width", f"one of {WIDTHS}", m.width)
+    _check(m.backbone in BACKBONES, "model.backbone", f"one of {BACKBONES}", m.backbone)
+    if m.backbone == "shufflenet_v2":
+        _check(m.width in WIDTHS, "model.width", f"one of {WIDTHS}", m.width)
+    else:
+        _check(m.width in MOBILENET_ALPHAS, "model.width",
+               f"MobileNetV3's alpha, one of {MOBILENET_ALPHAS}, for model.backbone="
+               f"{m.backbone}", m.width)
+        _check(m.pretrained in (None, "imagenet"), "model.pretrained",
+               f"null or imagenet (Keras' own weights) for model.backbone={m.backbone}",
+               m.pretrained)
     _check(m.head_width > 0, "model.head_width", "a positive integer", m.head_width)
     _check(m.pretrained in (None, "imagenet") or Path(m.pretrained).is_file(), "model.pretrained",
            "null, imagenet, or an existing torchvision .pth / .weights.h5 file", m.pretrained)

@@ -28,6 +28,7 @@ from tf_twohead.data.splits import encode_targets
 from tf_twohead.evaluation import load_model_split, resolve_model
 from tf_twohead.fileio import atomic_path, atomic_write_json
 from tf_twohead.inference import Predictor
+from tf_twohead.models import input_normalization
 from tf_twohead.parity import compare_predictions, summary_lines
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
@@ -174,7 +175,8 @@ def to_tflite(model_path: str | Path, quantize: str = "none", calibration: int =
 
     meta = metadata_lib.describe(reference.kind, reference.output_names, reference.heads,
                                  reference.class_names, reference.img_size, quantize,
-                                 model_path)
+                                 model_path,
+                                 normalization=input_normalization(reference.model))
     meta["params"] = reference.runner.params
     with atomic_path(out) as tmp_file:
         tmp_file.write_bytes(flatbuffer)

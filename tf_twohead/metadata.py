@@ -36,7 +36,8 @@ def sha256(path: str | os.PathLike) -> str:
 
 def describe(kind: str, output_names: list[str], heads: dict[str, list[int]],
              class_names: list[str], img_size: int, quantization: str,
-             source: str | os.PathLike, thresholds: dict[str, float] | None = None) -> dict:
+             source: str | os.PathLike, thresholds: dict[str, float] | None = None,
+             normalization: tuple | None = None) -> dict:
     """The metadata of an exported model.
 
     Args:
@@ -49,9 +50,13 @@ def describe(kind: str, output_names: list[str], heads: dict[str, list[int]],
         source: str. The `.keras` file the model was converted from (hashed).
         thresholds: dict or None. Per-head decision thresholds; sigmoid heads default to
             0.5, softmax heads use argmax (threshold null).
+        normalization: `(mean, std)` the model normalises [0, 1] pixels with inside
+            (`models.input_normalization`); defaults to ImageNet's.
     """
     from tf_twohead import __version__
-    from tf_twohead.models.heads import IMAGENET_MEAN, IMAGENET_STD
+    from tf_twohead.models.backbones import IMAGENET_MEAN, IMAGENET_STD
+
+    mean, std = normalization or (IMAGENET_MEAN, IMAGENET_STD)
 
     thresholds = thresholds or {}
     return {
@@ -76,8 +81,8 @@ def describe(kind: str, output_names: list[str], heads: dict[str, list[int]],
             "dtype": "uint8",
             "color": "RGB, EXIF orientation applied, resized to a square (bilinear)",
             "normalization": "inside the model: (x / 255 - mean) / std",
-            "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD),
+            "mean": list(mean),
+            "std": list(std),
         },
         "quantization": quantization,
         "source_model": {"file": Path(source).name, "sha256": sha256(source)},

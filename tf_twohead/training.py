@@ -33,7 +33,7 @@ from tf_twohead.data.pipeline import datasets_for, load_splits
 from tf_twohead.fileio import atomic_path, atomic_write_json
 from tf_twohead.metrics import head_metrics, softmax_head_metrics
 from tf_twohead.optimizers import TorchAdam
-from tf_twohead.weights import resolve_pretrained
+from tf_twohead.weights import fetch_pretrained
 
 STATE_FILE = "train_state.json"
 
@@ -210,8 +210,8 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False,
     run_dir.mkdir(parents=True, exist_ok=True)
     config_lib.dump(cfg, run_dir / "config.yaml")  # first, so every run is reproducible
 
-    if cfg.model.pretrained and not state:  # download/convert now: fail before the data work
-        resolve_pretrained(cfg.model.pretrained, cfg.model.width)
+    if not state:  # download/convert pretrained weights now: fail before the data work
+        fetch_pretrained(cfg.model, cfg.data.img_size)
     # Validate (and cache) every split, including test, before the first step.
     splits = load_splits(cfg, ("train", "val", "test"))
     for split in splits.values():

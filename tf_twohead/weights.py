@@ -28,6 +28,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from tf_twohead.models.backbones import backbone_layer_names
 from tf_twohead.torchfile import read_state_dict
 
 # The official torchvision files; the hex run in each name is a SHA-256 prefix.
@@ -39,7 +40,7 @@ TORCHVISION_URLS = {
 }
 HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.[^.]+$")  # torch.hub's convention, >= 8 hex
 MAX_LISTED = 12
-BACKBONE_PREFIXES = ("conv1_", "stage2_", "stage3_", "stage4_")
+BACKBONE_PREFIXES = backbone_layer_names("shufflenet_v2")
 CACHE_SUBDIR = "tf_twohead"
 
 
@@ -244,3 +245,21 @@ def load_pretrained(model: keras.Model, spec: str, width: float = 0.5,
     if not loaded:
         raise WeightsError(f"model.pretrained: {model.name} has no ShuffleNetV2 layers to load")
     return loaded
+
+
+def fetch_pretrained(model_cfg, img_size: int = 224) -> None:
+    """Download and convert what `model.pretrained` names now, so a run fails at once.
+
+    Args:
+        model_cfg: the `model` section of a `Config`.
+        img_size: int. The input side (keras.applications builds for it).
+    """
+    if not model_cfg.pretrained:
+        return
+    if model_cfg.backbone == "shufflenet_v2":
+        resolve_pretrained(model_cfg.pretrained, model_cfg.width)
+    else:
+        from tf_twohead.models.backbones import keras_application
+
+        keras_application(model_cfg.backbone, model_cfg.width, (img_size, img_size, 3),
+                          model_cfg.pretrained)

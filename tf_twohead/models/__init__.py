@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import keras
 
-from tf_twohead.models.heads import build_multi_head, build_softmax
+from tf_twohead.models.backbones import BACKBONES, backbone_layer_names
+from tf_twohead.models.heads import build_multi_head, build_softmax, input_normalization
 from tf_twohead.models.shufflenet import shufflenet_v2
 
-__all__ = ["backbone_layers", "build", "build_multi_head", "build_softmax", "from_config",
-           "load_model", "shufflenet_v2"]
+__all__ = ["BACKBONES", "backbone_layers", "build", "build_multi_head", "build_softmax",
+           "from_config", "input_normalization", "load_model", "shufflenet_v2"]
 
 
 def build(kind: str = "two_head", img_size: int = 256, width: float = 0.5,
-          head_width: int = 1024, heads=None, num_classes: int = 3, init: str = "torch"
-          ) -> keras.Model:
+          head_width: int = 1024, heads=None, num_classes: int = 3, init: str = "torch",
+          backbone: str = "shufflenet_v2", weights: str | None = None) -> keras.Model:
     """Build a model from plain keyword arguments.
 
     Args:
@@ -25,20 +26,27 @@ def build(kind: str = "two_head", img_size: int = 256, width: float = 0.5,
         num_classes: int. Classes of the softmax baseline.
         init: str. "torch" (PyTorch's default initialisation, as the reference) or
             "keras" (Glorot kernels, zero biases).
+        backbone: str. "shufflenet_v2", "mobilenet_v3_small" or "mobilenet_v3_large".
+        weights: None or "imagenet" (keras.applications backbones only; see
+            `weights.load_pretrained` for ShuffleNet).
     """
     if kind == "two_head":
-        return build_multi_head(img_size, width, head_width, heads, init=init)
+        return build_multi_head(img_size, width, head_width, heads, init=init,
+                                backbone=backbone, weights=weights)
     if kind == "softmax":
-        return build_softmax(img_size, width, head_width, num_classes, init=init)
+        return build_softmax(img_size, width, head_width, num_classes, init=init,
+                             backbone=backbone, weights=weights)
     raise ValueError(f"kind must be 'two_head' or 'softmax'. Received: kind={kind!r}")
 
 
 def from_config(cfg) -> keras.Model:
     """Build the model a `Config` describes, with its `model.pretrained` backbone if any."""
     m = cfg.model
+    native = m.backbone != "shufflenet_v2"  # keras.applications loads its own weights
     model = build(m.kind, cfg.data.img_size, m.width, m.head_width, dict(m.heads),
-                  len(cfg.data.class_names), init=m.init)
-    if m.pretrained:
+                  len(cfg.data.class_names), init=m.init, backbone=m.backbone,
+                  weights=m.pretrained if native else None)
+    if m.pretrained and not native:
         from tf_twohead.models.shufflenet import stage_channels
         from tf_twohead.weights import load_pretrained
 
@@ -49,10 +57,12 @@ def from_config(cfg) -> keras.Model:
 
 
 def backbone_layers(model: keras.Model) -> list:
-    """The layers of `model`'s backbone (conv1 to stage4), the part `model.pretrained` loads."""
-    from tf_twohead.weights import BACKBONE_PREFIXES
+    """The layers of `model`'s backbone, the part `model.pretrained` loads.
 
-    return [layer for layer in model.layers if layer.name.startswith(BACKBONE_PREFIXES)]
+    ShuffleNet's conv1 to stage4, or the nested keras.applications model.
+    """
+    prefixes = tuple(p for b in BACKBONES for p in backbone_layer_names(b))
+    return [layer for layer in model.layers if layer.name.startswith(prefixes)]
 
 
 def load_model(path, compile: bool = False) -> keras.Model:

@@ -1,6 +1,6 @@
 """The multi-head classifier and the single-softmax baseline, on raw uint8 RGB input.
 
-Both models normalise inside (ImageNet mean/std), so `.keras`, `.tflite` and a phone
+Both models normalise inside (the backbone's mean/std), so `.keras`, `.tflite` and a phone
 feed the same pixels. Outputs are a dict keyed by name: one sigmoid per head for the
 multi-head model (`{"main": (B, 1), "aux": (B, 1)}`), `{"probs": (B, classes)}` for the
 baseline. Nothing downstream relies on output order.
@@ -12,28 +12,42 @@ import keras
 from keras import layers
 
 from tf_twohead.config import DEFAULT_HEADS, SOFTMAX_OUTPUT
-from tf_twohead.models.shufflenet import apply_backbone, apply_conv_bn, apply_dense
+from tf_twohead.models.backbones import apply_features, normalization
+from tf_twohead.models.shufflenet import apply_conv_bn, apply_dense
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+NORMALIZE = "normalize"  # the input layer's name; `input_normalization` reads it back
 
 
-def apply_input(img_size: int):
+def apply_input(img_size: int, backbone: str = "shufflenet_v2"):
     """The uint8 image input and its in-model normalisation: `(x / 255 - mean) / std`."""
     if int(img_size) < 32:
         raise ValueError(f"img_size must be at least 32. Received: img_size={img_size}")
+    mean, std = normalization(backbone)
     inputs = keras.Input((img_size, img_size, 3), dtype="uint8", name="image")
     x = layers.Rescaling(
-        scale=[1.0 / (255.0 * s) for s in IMAGENET_STD],
-        offset=[-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)],
-        name="normalize",
+        scale=[1.0 / (255.0 * s) for s in std],
+        offset=[-m / s for m, s in zip(mean, std)],
+        name=NORMALIZE,
     )(inputs)
     return inputs, x
 
 
+def input_normalization(model: keras.Model) -> tuple[list, list]:
+    """The `(mean, std)` of [0, 1] pixels a built model normalises with, from its layer."""
+    import numpy as np
+
+    layer = model.get_layer(NORMALIZE)
+    scale = np.broadcast_to(np.asarray(layer.scale, "float64"), (3,))
+    offset = np.broadcast_to(np.asarray(layer.offset, "float64"), (3,))
+    std = 1.0 / (255.0 * scale)
+    return [round(float(v), 6) for v in -offset * std], [round(float(v), 6) for v in std]
+
+
 def build_multi_head(img_size: int = 256, width: float = 0.5, head_width: int = 1024,
-                     heads=None, name: str = "two_head", init: str = "torch") -> keras.Model:
-    """ShuffleNetV2 up to stage4, then per head 1x1 conv + BN + ReLU + pool + sigmoid.
+                     heads=None, name: str = "two_head", init: str = "torch",
+                     backbone: str = "shufflenet_v2", weights: str | None = None
+                     ) -> keras.Model:
+    """A backbone to its last feature map, then per head 1x1 conv + BN + ReLU + pool + sigmoid.
 
     Args:
         img_size: int. Side of the square uint8 RGB input. Defaults to 256.
@@ -44,6 +58,10 @@ def build_multi_head(img_size: int = 256, width: float = 0.5, head_width: int = 
         name: str. Model name.
         init: str. "torch": PyTorch's default initialisation, as the reference; "keras":
             Glorot kernels and zero biases. Defaults to "torch".
+        backbone: str. "shufflenet_v2" (ShuffleNetV2 to stage4), "mobilenet_v3_small" or
+            "mobilenet_v3_large" (keras.applications). Defaults to "shufflenet_v2".
+        weights: None or "imagenet": keras.applications' ImageNet weights for a
+            MobileNetV3 backbone (ShuffleNet's are loaded by `weights.load_pretrained`).
 
     Example:
 
@@ -56,8 +74,8 @@ def build_multi_head(img_size: int = 256, width: float = 0.5, head_width: int = 
         raise ValueError(f"heads must be unique, non-empty names. Received: heads={heads}")
     if int(head_width) < 1:
         raise ValueError(f"head_width must be positive. Received: head_width={head_width}")
-    inputs, x = apply_input(img_size)
-    features = apply_backbone(x, width, init)
+    inputs, x = apply_input(img_size, backbone)
+    features = apply_features(x, backbone, width, init, weights)
     outputs = {}
     for head in head_names:
         h = apply_conv_bn(features, int(head_width), 1, 1, f"{head}_conv", init=init)
@@ -67,17 +85,18 @@ def build_multi_head(img_size: int = 256, width: float = 0.5, head_width: int = 
 
 
 def build_softmax(img_size: int = 256, width: float = 0.5, head_width: int = 1024,
-                  num_classes: int = 3, name: str = "softmax", init: str = "torch"
+                  num_classes: int = 3, name: str = "softmax", init: str = "torch",
+                  backbone: str = "shufflenet_v2", weights: str | None = None
                   ) -> keras.Model:
     """The baseline: shared conv5 (`head_width` channels) + pool + Dense(classes, softmax).
 
-    Its single output is named "probs", shape `(B, num_classes)`. `init` as in
-    `build_multi_head`.
+    Its single output is named "probs", shape `(B, num_classes)`. `init`, `backbone` and
+    `weights` as in `build_multi_head`.
     """
     if int(num_classes) < 2:
         raise ValueError(f"num_classes must be at least 2. Received: num_classes={num_classes}")
-    inputs, x = apply_input(img_size)
-    x = apply_backbone(x, width, init)
+    inputs, x = apply_input(img_size, backbone)
+    x = apply_features(x, backbone, width, init, weights)
     x = apply_conv_bn(x, int(head_width), 1, 1, ("conv5_0", "conv5_1", "conv5_2"), init=init)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     probs = apply_dense(x, num_classes, SOFTMAX_OUTPUT, activation="softmax", init=init)
