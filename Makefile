@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test test-fast demo bench bench-tflite bench-parity lint
+.PHONY: install test test-fast demo bench bench-tflite bench-parity bench-backbones lint
 
 install: $(VENV)/.installed
 
@@ -28,6 +28,9 @@ bench: install
 
 bench-tflite: install
 	$(BIN)/python bench/bench_tflite.py
+
+bench-backbones: install
+	$(BIN)/python bench/bench_backbones.py
 
 # tf-twohead against the PyTorch reference (Debian's python3-torchvision), 3 seeds x 2 models.
 bench-parity: install
