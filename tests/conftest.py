@@ -12,6 +12,9 @@ from PIL import Image
 
 import tf_twohead  # noqa: E402,F401 - before any test module imports TensorFlow (oneDNN on)
 
+# isort: split
+import keras  # noqa: E402 - after tf_twohead
+
 FOLDERS = ("documents", "not a documents", "screens")
 
 
@@ -57,3 +60,15 @@ def tiny_config(tmp_path, root, *overrides):
         f"data.root={root}", "data.img_size=32", f"output_dir={tmp_path / 'runs'}",
         "model.head_width=16", "train.epochs=2", "train.batch_size=8", *overrides,
     ])
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Stops the run like Ctrl-C after `after` epochs."""
+
+    def __init__(self, after):
+        super().__init__()
+        self.after = after
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.after:
+            raise KeyboardInterrupt

@@ -1,4 +1,4 @@
-"""Keras-native MobileNetV3 backbones go through everything ShuffleNet does (offline, no weights)."""
+"""Keras-native MobileNetV3 backbones go through everything ShuffleNet does (offline)."""
 
 import json
 

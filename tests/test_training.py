@@ -4,23 +4,11 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import tiny_config
+from conftest import Interrupt, tiny_config
 
 from tf_twohead import training
 from tf_twohead.data.splits import DataError
 from tf_twohead.fileio import atomic_path
-
-
-class Interrupt(keras.callbacks.Callback):
-    """Stops the run like Ctrl-C after `after` epochs."""
-
-    def __init__(self, after):
-        super().__init__()
-        self.after = after
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.after:
-            raise KeyboardInterrupt
 
 
 def test_run_folder_contents(dataset, tmp_path):

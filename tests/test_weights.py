@@ -197,22 +197,12 @@ class _Snapshot(keras.callbacks.Callback):
                             for n in self.names})
 
 
-class _Interrupt(keras.callbacks.Callback):
-    def __init__(self, after):
-        super().__init__()
-        self.after = after
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.after:
-            raise KeyboardInterrupt
-
-
 def _same(a, b):
     return all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
 def test_freeze_epochs_train_heads_first_then_everything(dataset, tmp_path):
-    from conftest import tiny_config
+    from conftest import Interrupt, tiny_config
 
     source = tt.shufflenet_v2(0.5)
     weights.save_weights(source, tmp_path / "start.weights.h5")
@@ -221,7 +211,7 @@ def test_freeze_epochs_train_heads_first_then_everything(dataset, tmp_path):
     names = ["conv1_0", "stage3_0_branch2_1", "main_conv", "main"]  # conv, BN, head conv, head
     snap = _Snapshot(names)
     with pytest.raises(KeyboardInterrupt):  # interrupted in the frozen phase ...
-        tt.train(cfg, verbose=0, callbacks=[snap, _Interrupt(after=1)])
+        tt.train(cfg, verbose=0, callbacks=[snap, Interrupt(after=1)])
     tt.train(cfg, resume=True, verbose=0, callbacks=[snap])  # ... and resumed
     start = {n: source.get_layer(n).get_weights() for n in names[:2]}
     for epoch in (0, 1):  # frozen: backbone kernels and BN moving statistics untouched
