@@ -29,6 +29,8 @@ _EXPORTS = {
     "build_model": ("tf_twohead.models", "from_config"),
     "shufflenet_v2": ("tf_twohead.models", "shufflenet_v2"),
     "load_model": ("tf_twohead.models", "load_model"),
+    "import_torchvision": ("tf_twohead.weights", "import_torchvision"),
+    "load_pretrained": ("tf_twohead.weights", "load_pretrained"),
     "compile_model": ("tf_twohead.training", "compile_model"),
     "train": ("tf_twohead.training", "train"),
     "make_datasets": ("tf_twohead.data.pipeline", "make_datasets"),
