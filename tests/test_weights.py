@@ -180,9 +180,11 @@ def test_pretrained_file_loads_the_backbone_and_leaves_heads_fresh(torch_files, 
     assert len(list((tmp_path / "keras" / "tf_twohead").glob("*.weights.h5"))) == 1
 
 
-def test_pretrained_must_name_a_file():
-    with pytest.raises(config.ConfigError, match="model.pretrained"):
-        config.load(None, ["model.pretrained=/no/such/file.pth"])
+def test_a_missing_pretrained_file_stops_training_before_the_data(tmp_path):
+    cfg = config.load(None, ["model.pretrained=/no/such/file.pth", f"output_dir={tmp_path}",
+                             f"data.root={tmp_path / 'no such data'}"])
+    with pytest.raises(weights.WeightsError, match="no such file /no/such/file.pth"):
+        tt.train(cfg)
 
 
 class _Snapshot(keras.callbacks.Callback):

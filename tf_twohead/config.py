@@ -197,8 +197,10 @@ def validate(config: Config) -> None:
                f"null or imagenet (Keras' own weights) for model.backbone={m.backbone}",
                m.pretrained)
     _check(m.head_width > 0, "model.head_width", "a positive integer", m.head_width)
-    _check(m.pretrained in (None, "imagenet") or Path(m.pretrained).is_file(), "model.pretrained",
-           "null, imagenet, or an existing torchvision .pth / .weights.h5 file", m.pretrained)
+    # A file given as model.pretrained is checked when training starts (weights.py), not
+    # here: a finished run's config.yaml must stay loadable after the file has moved.
+    _check(m.pretrained is None or str(m.pretrained).strip() != "", "model.pretrained",
+           "null, imagenet, or a torchvision .pth / .weights.h5 file", m.pretrained)
     _check(len(m.heads) >= 1, "model.heads", "at least one head", dict(m.heads))
     for name, ids in m.heads.items():
         _check(name.isidentifier(), f"model.heads.{name}", "a head name that is an identifier",
