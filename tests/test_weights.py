@@ -115,12 +115,8 @@ def test_hash_in_the_name_is_checked(torch_files, tmp_path):
     bad = tmp_path / "shufflenetv2_x0.5-0123456789.pth"
     shutil.copy(torch_files / "0_5.pth", bad)
     with pytest.raises(weights.WeightsError, match="does not start with 0123456789"):
-        cli_import(bad)
+        weights.import_torchvision(bad, 0.5)
     assert weights.check_hash(torch_files / "0_5.pth") is None  # no hash in the name
-
-
-def cli_import(path):
-    weights.import_torchvision(path, 0.5)
 
 
 def test_reader_refuses_code(tmp_path):

@@ -13,6 +13,8 @@ import sys
 
 
 def _parser() -> argparse.ArgumentParser:
+    from tf_twohead.config import WIDTHS  # no TensorFlow: --help stays instant
+
     p = argparse.ArgumentParser(prog="tf-twohead", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -69,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     wi = wsub.add_parser("import-torchvision",
                          help="a torchvision ShuffleNetV2 .pth -> .weights.h5 (no torch needed)")
     wi.add_argument("file", metavar="FILE.pth", help="a torchvision ShuffleNetV2 state_dict")
-    wi.add_argument("--width", type=float, required=True, choices=[0.5, 1.0, 1.5, 2.0],
+    wi.add_argument("--width", type=float, required=True, choices=WIDTHS,
                     help="the width the file was trained with")
     wi.add_argument("--out", metavar="PATH.weights.h5",
                     help="output (default: FILE with .weights.h5 for .pth)")
@@ -175,9 +177,9 @@ def _weights(args) -> int:
     if not out.name.endswith(".weights.h5"):
         raise ValueError(f"--out must end with .weights.h5 (Keras' weights format). "
                          f"Received: {out}")
-    checked = weights.check_hash(args.file)
-    model = weights.import_torchvision(args.file, args.width)
+    model = weights.import_torchvision(args.file, args.width)  # checks the hash in the name
     weights.save_weights(model, out)
+    checked = weights.hash_in_name(args.file)
     print(f"Wrote {out}: {model.name}, {len(model.weights)} weights "
           f"({model.count_params():,} values)"
           + (f"; SHA-256 prefix {checked} checked" if checked else ""))

@@ -24,7 +24,7 @@ import os
 import pickle
 import struct
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -57,7 +57,6 @@ class _TensorRef:
     offset: int
     size: tuple
     stride: tuple
-    views: list = field(default_factory=list)
 
     def array(self) -> np.ndarray:
         data = self.storage.data
@@ -160,18 +159,25 @@ def _read_zip(where: str):
 
 
 def _read_legacy(f, where: str):
-    """torch's pre-1.6 format: magic, protocol, sys info, the object, storage keys, storages."""
-    if pickle.load(f) != LEGACY_MAGIC:
+    """torch's pre-1.6 format: magic, protocol, sys info, the object, storage keys, storages.
+
+    Every one of those pickles goes through the restricted unpickler: the header ones need
+    no globals at all, so a file cannot smuggle code in before the state_dict either.
+    """
+    def load():
+        return _Unpickler(f, where).load()
+
+    if load() != LEGACY_MAGIC:
         raise TorchFileError(f"{where}: neither a zip nor a legacy PyTorch file (bad magic "
                              "number); is it a .pth file?")
-    if pickle.load(f) != LEGACY_PROTOCOL:
+    if load() != LEGACY_PROTOCOL:
         raise TorchFileError(f"{where}: unknown legacy PyTorch protocol")
-    sys_info = pickle.load(f)
+    sys_info = load()
     if not sys_info.get("little_endian", True):
         raise TorchFileError(f"{where}: big-endian PyTorch files are not supported")
     unpickler = _Unpickler(f, where)
     result = unpickler.load()
-    for key in pickle.load(f):
+    for key in load():
         storage = unpickler.storages[str(key)]
         numel, = struct.unpack("<q", f.read(8))  # each storage: int64 element count, bytes
         raw = f.read(numel * storage.dtype.itemsize)

@@ -229,7 +229,7 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False,
               f"best {state['monitor']}={state['best']:.4f} at epoch {state['best_epoch']}.")
     else:
         keras.utils.set_random_seed(cfg.train.seed)
-        model = compile_model(models.from_config(cfg), cfg)
+        model = models.from_config(cfg)  # compiled below, once its trainable set is known
         initial_epoch = 0
     if initial_epoch >= cfg.train.epochs:
         print(f"{run_dir} already finished {initial_epoch} epochs; nothing to do.")
@@ -243,16 +243,17 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False,
     for end, frozen in ((cfg.train.freeze_epochs, True), (cfg.train.epochs, False)):
         if initial_epoch >= end:
             continue
-        if set_backbone_trainable(model, not frozen):
+        changed = set_backbone_trainable(model, not frozen)
+        if changed or not model.compiled:
             # Keras applies a changed `trainable` only at compile: a fresh optimizer for
             # the new set of variables (Keras' transfer-learning convention).
             compile_model(model, cfg)
+        if cfg.train.freeze_epochs:
             print(f"Epochs {initial_epoch + 1}-{end}: backbone "
                   f"{'frozen (its BatchNorm in inference mode)' if frozen else 'unfrozen'}.")
         run_callbacks = [
             keras.callbacks.LearningRateScheduler(step_decay(cfg)),
-            keras.callbacks.CSVLogger(str(run_dir / "history.csv"),
-                                      append=bool(state) or initial_epoch > 0),
+            keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=initial_epoch > 0),
             keras.callbacks.TensorBoard(str(run_dir / "logs"), profile_batch=0),
             checkpoint,
             PlotCurves(run_dir),

@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from tf_twohead.metadata import sha256
 from tf_twohead.models.backbones import backbone_layer_names
 from tf_twohead.torchfile import read_state_dict
 
@@ -48,24 +48,26 @@ class WeightsError(ValueError):
     """Weights that do not fit the model; the message lists every mismatch."""
 
 
+def hash_in_name(path: str | os.PathLike) -> str | None:
+    """The SHA-256 prefix a file name carries (`name-<hex>.pth`), or None."""
+    match = HASH_IN_NAME.search(Path(path).name)
+    return match.group(1) if match else None
+
+
 def check_hash(path: str | os.PathLike) -> str | None:
     """Check a file against the SHA-256 prefix in its name (`name-<hex>.pth`), if any.
 
     Returns the prefix that was checked, or None when the name carries none.
     """
-    match = HASH_IN_NAME.search(Path(path).name)
-    if not match:
+    prefix = hash_in_name(path)
+    if prefix is None:
         return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    if not digest.hexdigest().startswith(match.group(1)):
+    digest = sha256(path)
+    if not digest.startswith(prefix):
         raise WeightsError(
-            f"{path}: SHA-256 {digest.hexdigest()[:16]}... does not start with "
-            f"{match.group(1)}, the hash in its name. The file is corrupt or not the official "
-            "one; download it again.")
-    return match.group(1)
+            f"{path}: SHA-256 {digest[:16]}... does not start with {prefix}, the hash in "
+            "its name. The file is corrupt or not the official one; download it again.")
+    return prefix
 
 
 def torch_key(layer_name: str, weight_name: str) -> str:
