@@ -94,3 +94,21 @@ def test_recipe_defaults_follow_the_pytorch_reference():
 def test_recipe_keys_are_validated(override, message):
     with pytest.raises(config.ConfigError, match=message):
         config.load("configs/two_head.yaml", [override])
+
+
+def test_an_override_of_one_mapping_entry_keeps_the_others():
+    cfg = config.load("configs/two_head.yaml", ["train.loss_weights.aux=0.5"])
+    assert cfg.train.loss_weights == {"main": 2.0, "aux": 0.5}
+    cfg = config.load("configs/two_head.yaml", ["train.loss_weights={aux: 3}"])
+    assert cfg.train.loss_weights == {"aux": 3.0}  # the whole mapping, as written
+
+
+def test_with_values_sets_dotted_keys_and_validates():
+    cfg = config.load("configs/two_head.yaml")
+    trial = config.with_values(cfg, {"model.head_widths.aux": 64, "model.width": 1})
+    assert trial.model.head_widths == {"aux": 64} and trial.model.width == 1.0
+    assert trial.model.head_width == 1024 and cfg.model.head_widths == {}
+    with pytest.raises(config.ConfigError, match="model.head_widths.other"):
+        config.with_values(cfg, {"model.head_widths.other": 8})
+    with pytest.raises(config.ConfigError, match="empty for model.kind=softmax"):
+        config.load("configs/three_class.yaml", ["model.head_widths={main: 8}"])

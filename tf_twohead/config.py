@@ -18,6 +18,7 @@ import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, read_write
 from omegaconf.errors import OmegaConfBaseException
@@ -37,6 +38,19 @@ INITS = ("torch", "keras")  # weight initialisation: PyTorch's defaults (the ref
 WEIGHT_DECAY_MODES = ("l2", "decoupled")  # PyTorch Adam's L2-in-the-gradient, or AdamW-style
 INTERPOLATIONS = ("nearest", "bilinear")
 SOFTMAX_OUTPUT = "probs"
+# tf.distribute for one run: auto = mirrored when the machine has several GPUs.
+STRATEGIES = ("auto", "none", "mirrored")
+MULTI_WORKER_UNSUPPORTED = (
+    "train.strategy=multi_worker is not supported: Keras 3 on TensorFlow cannot train under "
+    "MultiWorkerMirroredStrategy (keras-team/keras#20585, open). Use train.strategy=mirrored "
+    "for several GPUs of one machine, and spread work over machines with a distributed "
+    "search: tf-twohead tune --chief PORT / --worker ID --chief HOST:PORT (README, "
+    "'Searches on many machines')."
+)
+ORACLES = ("random", "bayesian", "hyperband", "grid")
+# What a search records per trial that `tune.constraints` can bound (all: at most).
+CONSTRAINTS = ("tflite_kb", "latency_ms", "params", "train_seconds")
+HEAD_METRICS = ("loss", "precision", "recall", "f1", "auc")
 
 
 class ConfigError(ValueError):
@@ -61,6 +75,7 @@ class ModelConfig:
     kind: str = "two_head"
     width: float = 0.5
     head_width: int = 1024
+    head_widths: dict[str, int] = field(default_factory=dict)
     backbone: str = "shufflenet_v2"
     init: str = "torch"
     pretrained: str | None = None
@@ -84,6 +99,21 @@ class TrainConfig:
     loss_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
     pos_weight: dict[str, float] = field(default_factory=dict)
     monitor_head: str = "main"
+    strategy: str = "auto"
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    oracle: str = "bayesian"
+    max_trials: int = 20
+    epochs: int | None = None
+    objective: str | None = None
+    direction: str = "max"
+    space: dict[str, Any] = field(default_factory=dict)
+    constraints: dict[str, float] = field(default_factory=dict)
+    latency_images: int = 50
+    hyperband_factor: int = 3
+    max_failed_trials: int = 3
 
 
 @dataclass(frozen=True)
@@ -93,11 +123,17 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
     @property
     def run_dir(self) -> Path:
         """The folder this experiment writes into: `<output_dir>/<exp>`."""
         return Path(self.output_dir) / self.exp
+
+    @property
+    def objective(self) -> str:
+        """What a search optimises: `tune.objective`, else the monitored head's val F1."""
+        return self.tune.objective or f"val_{self.train.monitor_head}_f1"
 
     @property
     def head_names(self) -> list[str]:
@@ -118,45 +154,71 @@ def load(path: str | os.PathLike | None = None, overrides: list[str] | None = No
     if path is not None:
         if not Path(path).is_file():
             raise ConfigError(f"Config file not found: {path}")
-        sources.append((f"config file {path}", lambda: OmegaConf.load(path)))
+        sources.append((f"config file {path}", lambda: OmegaConf.load(path), None))
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(
                 f"Override must look like key=value, e.g. train.epochs=3. Received: {item!r}"
             )
-        sources.append((f"override {item!r}", lambda item=item: OmegaConf.from_dotlist([item])))
+        sources.append((f"override {item!r}", lambda item=item: OmegaConf.from_dotlist([item]),
+                        item.split("=", 1)[0].strip()))
     return _resolve(sources)
 
 
+def with_values(cfg: Config, values: dict[str, Any], where: str = "values") -> Config:
+    """`cfg` with dotted keys set to values (`{"model.head_width": 256}`), validated.
+
+    A key inside a mapping (`train.loss_weights.aux`) changes that one entry; the
+    mapping's other entries stay. Used by searches to turn a trial's values into a
+    `Config`.
+    """
+    sources = [("config", lambda: OmegaConf.structured(cfg), None)]
+    for key, value in values.items():
+        sources.append((f"{where} {key}={value!r}",
+                        lambda key=key, value=value: _dotted(key, value), key))
+    return _resolve(sources)
+
+
+def _dotted(key: str, value: Any) -> DictConfig:
+    node: Any = value
+    for part in reversed(key.split(".")):
+        node = {part: node}
+    return OmegaConf.create(node)
+
+
 def _resolve(sources) -> Config:
-    """Merge `(where, make_source)` pairs over the schema, in order; validate the result."""
+    """Merge `(where, make_source, key)` triples over the schema, in order; validate.
+
+    `key` is the dotted key an override sets (None for a whole file)."""
     merged = OmegaConf.structured(Config)
-    for where, make in sources:
+    for where, make, key in sources:
         with _config_errors(where):
             source = make()
+            _clear_replaced_mappings(merged, source, key)
             merged = OmegaConf.merge(merged, source)
-            _replace_mappings(merged, source)
     with _config_errors("config"):
         config = OmegaConf.to_object(merged)
     validate(config)
     return config
 
 
-# Mappings whose keys are data (head names): a source that sets one replaces it whole,
-# instead of OmegaConf's key-by-key merge, so a config with heads {screen: [2]} does not
-# silently keep the default main and aux heads.
-REPLACED_MAPPINGS = ("model.heads", "train.loss_weights", "train.pos_weight")
+# Mappings whose keys are data (head names, searched keys): a source that sets one
+# replaces it whole, instead of OmegaConf's key-by-key merge, so a config with heads
+# {screen: [2]} does not silently keep the default main and aux heads. An override of
+# one entry (train.loss_weights.aux=0.5) changes only that entry.
+REPLACED_MAPPINGS = ("model.heads", "model.head_widths", "train.loss_weights",
+                     "train.pos_weight", "tune.space", "tune.constraints")
 
 
-def _replace_mappings(merged, source) -> None:
+def _clear_replaced_mappings(merged, source, set_key: str | None = None) -> None:
+    """Empty the mappings `source` sets whole, so the merge that follows replaces them."""
     for key in REPLACED_MAPPINGS:
-        value = OmegaConf.select(source, key, default=None)
-        if value is not None:
+        if set_key is not None and set_key != key:
+            continue  # an override of another key, or of one entry of this mapping
+        if OmegaConf.select(source, key, default=None) is not None:
             section, name = key.split(".")
-            if name != "heads" and isinstance(value, DictConfig):
-                value = {k: float(v) if isinstance(v, int) else v for k, v in value.items()}
             with read_write(merged[section]):  # the schema is frozen; this is the loader
-                merged[section][name] = value
+                merged[section][name] = {}
 
 
 @contextlib.contextmanager
@@ -168,7 +230,7 @@ def _config_errors(where: str):
         reason = str(e).splitlines()[0]
         raise ConfigError(
             f"Invalid {where}: {reason} Every valid key is listed, with its type and meaning, "
-            f"in configs/two_head.yaml."
+            f"in configs/two_head.yaml (tune: keys in configs/tune_head_width.yaml)."
         ) from None
     except Exception as e:  # YAML syntax errors and the like
         raise ConfigError(f"Invalid {where}: {e}") from None
@@ -177,6 +239,9 @@ def _config_errors(where: str):
 def validate(config: Config) -> None:
     """Check values that the type schema cannot: ranges, choices, cross references."""
     d, m, t = config.data, config.model, config.train
+    if t.strategy == "multi_worker":
+        raise ConfigError(MULTI_WORKER_UNSUPPORTED)
+    _check(t.strategy in STRATEGIES, "train.strategy", f"one of {STRATEGIES}", t.strategy)
     _check(d.img_size >= 32, "data.img_size", "an image size of at least 32 pixels", d.img_size)
     _check(d.on_bad_image in BAD_IMAGE_POLICIES, "data.on_bad_image",
            f"one of {BAD_IMAGE_POLICIES}", d.on_bad_image)
@@ -197,6 +262,13 @@ def validate(config: Config) -> None:
                f"null or imagenet (Keras' own weights) for model.backbone={m.backbone}",
                m.pretrained)
     _check(m.head_width > 0, "model.head_width", "a positive integer", m.head_width)
+    for name, width in m.head_widths.items():
+        _check(name in m.heads, f"model.head_widths.{name}",
+               f"a width for one of the heads {list(m.heads)}", name)
+        _check(width > 0, f"model.head_widths.{name}", "a positive integer", width)
+    _check(not (m.kind == "softmax" and m.head_widths), "model.head_widths",
+           "empty for model.kind=softmax (it has one shared conv5: model.head_width)",
+           dict(m.head_widths))
     # A file given as model.pretrained is checked when training starts (weights.py), not
     # here: a finished run's config.yaml must stay loadable after the file has moved.
     _check(m.pretrained is None or str(m.pretrained).strip() != "", "model.pretrained",
@@ -233,6 +305,33 @@ def validate(config: Config) -> None:
     _check(t.adam_epsilon > 0, "train.adam_epsilon", "a positive number", t.adam_epsilon)
     _check(0 <= t.label_smoothing < 1, "train.label_smoothing", "a value in [0, 1)",
            t.label_smoothing)
+    _validate_tune(config)
+
+
+def objective_names(config: Config) -> list[str]:
+    """The validation metrics a run logs, any of which a search can optimise."""
+    names = ["val_loss"]
+    for head in config.model.heads:
+        names += [f"val_{head}_{metric}" for metric in HEAD_METRICS
+                  if not (metric == "loss" and config.model.kind == "softmax")]
+    return names
+
+
+def _validate_tune(config: Config) -> None:
+    u = config.tune
+    _check(u.oracle in ORACLES, "tune.oracle", f"one of {ORACLES}", u.oracle)
+    _check(u.max_trials >= 1, "tune.max_trials", "at least 1", u.max_trials)
+    _check(u.epochs is None or u.epochs >= 1, "tune.epochs", "null or at least 1", u.epochs)
+    _check(u.objective is None or u.objective in objective_names(config), "tune.objective",
+           f"null or a logged validation metric, one of {objective_names(config)}", u.objective)
+    _check(u.direction in ("max", "min"), "tune.direction", "max or min", u.direction)
+    for key, bound in u.constraints.items():
+        _check(key in CONSTRAINTS, f"tune.constraints.{key}", f"one of {CONSTRAINTS}", key)
+        _check(bound > 0, f"tune.constraints.{key}", "a positive upper bound", bound)
+    _check(u.latency_images >= 1, "tune.latency_images", "at least 1", u.latency_images)
+    _check(u.hyperband_factor >= 2, "tune.hyperband_factor", "at least 2", u.hyperband_factor)
+    _check(u.max_failed_trials >= 1, "tune.max_failed_trials", "at least 1",
+           u.max_failed_trials)
 
 
 def _check(ok, key, expected, received) -> None:
