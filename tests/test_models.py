@@ -54,6 +54,17 @@ def test_n_head_and_softmax_outputs():
     np.testing.assert_allclose(np.asarray(out["probs"]).sum(axis=1), 1.0, atol=1e-5)
 
 
+def test_each_head_can_have_its_own_width():
+    model = models.build("two_head", 32, head_width=64, head_widths={"aux": 8})
+    assert model.get_layer("main_conv").kernel.shape[-1] == 64
+    assert model.get_layer("aux_conv").kernel.shape[-1] == 8
+    # 56 fewer aux channels: each had a 192-input 1x1 kernel, 4 BN values, 1 dense weight.
+    same = models.build("two_head", 32, head_width=64)
+    assert same.count_params() - model.count_params() == 56 * (192 + 4 + 1)
+    with pytest.raises(ValueError, match="head_widths"):
+        models.build("two_head", 32, head_widths={"other": 8})
+
+
 def test_normalisation_is_inside_the_model():
     import keras
 

@@ -14,7 +14,8 @@ __all__ = ["BACKBONES", "backbone_layers", "build", "build_multi_head", "build_s
 
 def build(kind: str = "two_head", img_size: int = 256, width: float = 0.5,
           head_width: int = 1024, heads=None, num_classes: int = 3, init: str = "torch",
-          backbone: str = "shufflenet_v2", weights: str | None = None) -> keras.Model:
+          backbone: str = "shufflenet_v2", weights: str | None = None,
+          head_widths: dict[str, int] | None = None) -> keras.Model:
     """Build a model from plain keyword arguments.
 
     Args:
@@ -29,10 +30,15 @@ def build(kind: str = "two_head", img_size: int = 256, width: float = 0.5,
         backbone: str. "shufflenet_v2", "mobilenet_v3_small" or "mobilenet_v3_large".
         weights: None or "imagenet" (keras.applications backbones only; see
             `weights.load_pretrained` for ShuffleNet).
+        head_widths: dict or None. Head name -> its own 1x1 conv width, overriding
+            `head_width` for that head ("two_head" only).
     """
     if kind == "two_head":
         return build_multi_head(img_size, width, head_width, heads, init=init,
-                                backbone=backbone, weights=weights)
+                                backbone=backbone, weights=weights, head_widths=head_widths)
+    if head_widths:
+        raise ValueError(f"head_widths is for kind='two_head'; the softmax baseline has one "
+                         f"conv5 (head_width). Received: head_widths={head_widths}")
     if kind == "softmax":
         return build_softmax(img_size, width, head_width, num_classes, init=init,
                              backbone=backbone, weights=weights)
@@ -45,7 +51,7 @@ def from_config(cfg) -> keras.Model:
     native = m.backbone != "shufflenet_v2"  # keras.applications loads its own weights
     model = build(m.kind, cfg.data.img_size, m.width, m.head_width, dict(m.heads),
                   len(cfg.data.class_names), init=m.init, backbone=m.backbone,
-                  weights=m.pretrained if native else None)
+                  weights=m.pretrained if native else None, head_widths=dict(m.head_widths))
     if m.pretrained and not native:
         from tf_twohead.models.shufflenet import stage_channels
         from tf_twohead.weights import load_pretrained

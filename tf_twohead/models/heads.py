@@ -45,8 +45,8 @@ def input_normalization(model: keras.Model) -> tuple[list, list]:
 
 def build_multi_head(img_size: int = 256, width: float = 0.5, head_width: int = 1024,
                      heads=None, name: str = "two_head", init: str = "torch",
-                     backbone: str = "shufflenet_v2", weights: str | None = None
-                     ) -> keras.Model:
+                     backbone: str = "shufflenet_v2", weights: str | None = None,
+                     head_widths: dict[str, int] | None = None) -> keras.Model:
     """A backbone to its last feature map, then per head 1x1 conv + BN + ReLU + pool + sigmoid.
 
     Args:
@@ -62,6 +62,9 @@ def build_multi_head(img_size: int = 256, width: float = 0.5, head_width: int = 
             "mobilenet_v3_large" (keras.applications). Defaults to "shufflenet_v2".
         weights: None or "imagenet": keras.applications' ImageNet weights for a
             MobileNetV3 backbone (ShuffleNet's are loaded by `weights.load_pretrained`).
+        head_widths: dict or None. Head name -> that head's own 1x1 conv width; the
+            other heads use `head_width`. A narrow auxiliary head is how a two-head
+            model gets close to the single-head model's size.
 
     Example:
 
@@ -72,13 +75,17 @@ def build_multi_head(img_size: int = 256, width: float = 0.5, head_width: int = 
     head_names = list(heads if heads is not None else DEFAULT_HEADS)
     if not head_names or len(set(head_names)) != len(head_names):
         raise ValueError(f"heads must be unique, non-empty names. Received: heads={heads}")
-    if int(head_width) < 1:
-        raise ValueError(f"head_width must be positive. Received: head_width={head_width}")
+    widths = {head: int((head_widths or {}).get(head, head_width)) for head in head_names}
+    unknown = sorted(set(head_widths or {}) - set(head_names))
+    if unknown or min(widths.values()) < 1:
+        raise ValueError(f"head_width and head_widths must be positive, for known heads "
+                         f"{head_names}. Received: head_width={head_width}, "
+                         f"head_widths={head_widths}")
     inputs, x = apply_input(img_size, backbone)
     features = apply_features(x, backbone, width, init, weights)
     outputs = {}
     for head in head_names:
-        h = apply_conv_bn(features, int(head_width), 1, 1, f"{head}_conv", init=init)
+        h = apply_conv_bn(features, widths[head], 1, 1, f"{head}_conv", init=init)
         h = layers.GlobalAveragePooling2D(name=f"{head}_pool")(h)
         outputs[head] = apply_dense(h, 1, head, activation="sigmoid", init=init)
     return keras.Model(inputs, outputs, name=name)
