@@ -27,7 +27,7 @@ from pathlib import Path
 import keras
 
 from tf_twohead import config as config_lib
-from tf_twohead import models, reports
+from tf_twohead import distribute, models, reports
 from tf_twohead.config import SOFTMAX_OUTPUT, Config
 from tf_twohead.data.pipeline import datasets_for, load_splits
 from tf_twohead.fileio import atomic_path, atomic_write_json
@@ -205,7 +205,6 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False,
     """
     warn_if_onednn_off()
     run_dir = cfg.run_dir
-    state_path = run_dir / STATE_FILE
     state = _check_run_dir(cfg, resume, overwrite)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_lib.dump(cfg, run_dir / "config.yaml")  # first, so every run is reproducible
@@ -218,22 +217,57 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False,
         if split.dropped:
             print(split.dropped)
     train_ds, val_ds = datasets_for(cfg, splits["train"]), datasets_for(cfg, splits["val"])
-    steps = cfg.train.steps_per_epoch
-    if steps:
-        train_ds = train_ds.repeat()
+    with distribute.scope(cfg):
+        if state:
+            model = models.load_model(run_dir / "last.keras", compile=True)  # optimizer state
+        else:
+            keras.utils.set_random_seed(cfg.train.seed)
+            model = models.from_config(cfg)  # compiled in fit_run, once its trainable set is known
+    return fit_run(model, cfg, train_ds, val_ds, state, verbose, callbacks)
 
+
+def resumable_state(run_dir: Path) -> dict | None:
+    """The state of an interrupted run in `run_dir` that `fit_run` can continue, or None."""
+    run_dir = Path(run_dir)
+    if (run_dir / STATE_FILE).is_file() and (run_dir / "last.keras").is_file():
+        return json.loads((run_dir / STATE_FILE).read_text())
+    return None
+
+
+def fit_run(model: keras.Model, cfg: Config, train_ds, val_ds, state: dict | None = None,
+            verbose: int | str | None = None, callbacks: list | None = None,
+            initial_epoch: int | None = None) -> dict:
+    """Train `model` in `cfg.run_dir` from where `state` stopped to `train.epochs`.
+
+    The epochs loop that `train` and each search trial share: the freeze stages, the
+    step schedule, `history.csv`, TensorBoard logs, atomic `last.keras`/`best.keras`
+    and `train_state.json` after every epoch, `curves.png`.
+
+    Args:
+        model: keras.Model. Built (and for a resumed run, loaded compiled) under
+            `distribute.scope(cfg)`.
+        cfg: `Config`. Its `run_dir` receives the files.
+        train_ds, val_ds: tf.data.Dataset. From `data.pipeline.datasets_for`.
+        state: dict or None. `resumable_state` of an interrupted run.
+        verbose: Keras' fit verbosity; None: a progress bar on a terminal, else one
+            line per epoch.
+        callbacks: list or None. Extra Keras callbacks, run after the run's own.
+        initial_epoch: int or None. Start epoch when there is no state (a search
+            continuing a parent trial's weights); defaults to 0.
+
+    Returns:
+        The run state: `{"epoch", "best", "best_epoch", "monitor", "run_dir"}`.
+    """
+    run_dir = cfg.run_dir
+    initial_epoch = int(state["epoch"]) if state else int(initial_epoch or 0)
     if state:
-        model = models.load_model(run_dir / "last.keras", compile=True)  # optimizer state
-        initial_epoch = int(state["epoch"])
         print(f"Resuming {run_dir} after epoch {initial_epoch}; "
               f"best {state['monitor']}={state['best']:.4f} at epoch {state['best_epoch']}.")
-    else:
-        keras.utils.set_random_seed(cfg.train.seed)
-        model = models.from_config(cfg)  # compiled below, once its trainable set is known
-        initial_epoch = 0
-    if initial_epoch >= cfg.train.epochs:
+    if initial_epoch >= cfg.train.epochs and state:
         print(f"{run_dir} already finished {initial_epoch} epochs; nothing to do.")
         return {**state, "run_dir": str(run_dir)}
+    if cfg.train.steps_per_epoch:
+        train_ds = train_ds.repeat()
 
     monitor = monitor_name(cfg)
     checkpoint = RunCheckpoint(run_dir, monitor, **_checkpoint_state(state))
@@ -247,7 +281,8 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False,
         if changed or not model.compiled:
             # Keras applies a changed `trainable` only at compile: a fresh optimizer for
             # the new set of variables (Keras' transfer-learning convention).
-            compile_model(model, cfg)
+            with distribute.scope(cfg):
+                compile_model(model, cfg)
         if cfg.train.freeze_epochs:
             print(f"Epochs {initial_epoch + 1}-{end}: backbone "
                   f"{'frozen (its BatchNorm in inference mode)' if frozen else 'unfrozen'}.")
@@ -260,10 +295,10 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False,
             *(callbacks or []),
         ]
         model.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=initial_epoch,
-                  steps_per_epoch=steps, callbacks=run_callbacks, shuffle=False,
-                  verbose=verbose)
+                  steps_per_epoch=cfg.train.steps_per_epoch, callbacks=run_callbacks,
+                  shuffle=False, verbose=verbose)
         initial_epoch = end
-    final = json.loads(state_path.read_text())
+    final = json.loads((run_dir / STATE_FILE).read_text())
     print(f"Done: best {monitor}={final['best']:.4f} at epoch {final['best_epoch']} -> "
           f"{run_dir / 'best.keras'}")
     return {**final, "run_dir": str(run_dir)}
