@@ -33,6 +33,8 @@ _EXPORTS = {
     "load_pretrained": ("tf_twohead.weights", "load_pretrained"),
     "compile_model": ("tf_twohead.training", "compile_model"),
     "train": ("tf_twohead.training", "train"),
+    "tune": ("tf_twohead.tuning", "tune"),
+    "TwoHeadHyperModel": ("tf_twohead.tuning", "TwoHeadHyperModel"),
     "make_datasets": ("tf_twohead.data.pipeline", "make_datasets"),
     "make_dataset": ("tf_twohead.data.pipeline", "make_dataset"),
     "load_split": ("tf_twohead.data.cache", "load_split"),

@@ -1,4 +1,4 @@
-"""`tf-twohead data|train|evaluate|compare|predict|convert|weights`: parse, call one function.
+"""`tf-twohead data|train|tune|evaluate|compare|predict|convert|weights`: parse, call one function.
 
 Every known failure (bad config key, bad data rows, missing files, a run that would be
 overwritten) ends with a one-paragraph message and exit code 2, not a traceback.
@@ -35,6 +35,20 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue an interrupted run")
     t.add_argument("--overwrite", action="store_true", help="start a finished run again")
     t.add_argument("--threads", type=int, help="CPU threads for TensorFlow")
+
+    u = sub.add_parser("tune", help="search head widths (any config keys) with Keras Tuner; "
+                       "trials table, Pareto fronts of accuracy against size and latency")
+    u.add_argument("--config", required=True, help="YAML with a tune: section, e.g. "
+                   "configs/tune_head_width.yaml")
+    u.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    u.add_argument("--overwrite", action="store_true",
+                   help="delete the search folder and start again (default: continue it)")
+    u.add_argument("--chief", metavar="[HOST:]PORT",
+                   help="alone: serve the oracle on PORT for workers; with --worker: the "
+                   "chief to get trials from (HOST:PORT)")
+    u.add_argument("--worker", metavar="ID", help="run trials for the chief as worker ID; "
+                   "restart a killed worker with the same ID to continue its trial")
+    u.add_argument("--threads", type=int, help="CPU threads for TensorFlow")
 
     e = sub.add_parser("evaluate", help="per-head metrics, latency and size of a model")
     e.add_argument("model", metavar="RUN_DIR_OR_MODEL")
@@ -119,6 +133,15 @@ def _train(args) -> int:
     return 0
 
 
+def _tune(args) -> int:
+    from tf_twohead import config, inference, tuning
+
+    cfg = config.load(args.config, args.overrides)
+    inference.set_threads(args.threads)
+    tuning.tune(cfg, overwrite=args.overwrite, chief=args.chief, worker=args.worker)
+    return 0
+
+
 def _evaluate(args) -> int:
     from tf_twohead import evaluation, inference, reports
 
@@ -188,8 +211,8 @@ def _weights(args) -> int:
     return 0
 
 
-_COMMANDS = {"data": _data, "train": _train, "evaluate": _evaluate, "compare": _compare,
-             "predict": _predict, "convert": _convert, "weights": _weights}
+_COMMANDS = {"data": _data, "train": _train, "tune": _tune, "evaluate": _evaluate,
+             "compare": _compare, "predict": _predict, "convert": _convert, "weights": _weights}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -88,3 +88,43 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
     rule = "|" + "|".join("---" for _ in df.columns) + "|"
     body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join([header, rule, *body])
+
+
+def plot_pareto(trials: pd.DataFrame, objective: str, labels: list[str], out_png,
+                constraints: dict[str, float] | None = None, best: str | None = None) -> Path:
+    """A search's trade-offs: `objective` against TFLite size and against latency.
+
+    Every completed trial is a grey dot; the non-dominated front (columns `size_front`,
+    `latency_front`) is joined and each of its points labelled with the trial id and
+    its searched values (`labels`); constraint bounds are dashed; the best trial is a star.
+    """
+    fig = Figure(figsize=(13, 5.2))
+    panels = (("tflite_kb", "size_front", "dynamic-range TFLite size (KiB)"),
+              ("latency_ms", "latency_front", "TFLite latency per image, 1 thread (ms)"))
+    for i, (cost, front_col, xlabel) in enumerate(panels):
+        ax = fig.add_subplot(1, 2, i + 1)
+        ax.scatter(trials[cost], trials[objective], color="0.65", s=22, label="trial")
+        front = trials[trials[front_col]].sort_values(cost)
+        ax.plot(front[cost], front[objective], "o-", color="C0", label="Pareto front")
+        for _, row in front.iterrows():
+            text = f"{row['trial']}: " + ", ".join(
+                f"{k.rsplit('.', 1)[-1]}={_short(row[k])}" for k in labels)
+            ax.annotate(text, (row[cost], row[objective]), fontsize=6.5,
+                        xytext=(4, 4), textcoords="offset points")
+        if best is not None:
+            star = trials[trials["trial"] == best]
+            ax.scatter(star[cost], star[objective], marker="*", s=220, color="C3",
+                       zorder=5, label=f"best (trial {best})")
+        if constraints and cost in constraints:
+            ax.axvline(constraints[cost], ls="--", color="C3", lw=1,
+                       label=f"{cost} <= {constraints[cost]:g}")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(objective)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"{objective} against size and speed ({len(trials)} completed trials)")
+    return _save(fig, out_png)
+
+
+def _short(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
