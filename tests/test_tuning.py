@@ -1,0 +1,202 @@
+"""Searches: the space is checked before any trial; a search writes its reports, resumes
+after an interruption, honours constraints, and its best config trains."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import Interrupt
+
+from tf_twohead import cli, config, tuning, tuning_results
+from tf_twohead.config import ConfigError
+
+
+def tune_config(tmp_path, root, *overrides):
+    """A grid over two head widths, 1-2 tiny epochs per trial, at 32 px."""
+    return config.load("configs/tune_head_width.yaml", [
+        f"data.root={root}", "data.img_size=32", f"output_dir={tmp_path / 'runs'}",
+        "train.batch_size=8", "tune.oracle=grid", "tune.epochs=2", "tune.latency_images=3",
+        "tune.space={model.head_width: [8, 64]}", "tune.constraints={}", *overrides])
+
+
+@pytest.mark.parametrize("space, message", [
+    ("{model.head_widht: [8]}", r"tune.space.model.head_widht.*Did you mean"),
+    ("{model.head_width: [8, big]}", r"tune.space.model.head_width.*'big'.*Integer"),
+    ("{model.head_width: [0, 8]}", r"model.head_width must be a positive integer"),
+    ("{model.width: [0.5, 0.7]}", r"model.width must be one of"),
+    ("{model.head_widths.other: [8]}", r"model.head_widths.other must be a width for one of"),
+    ("{data.root: [a, b]}", r"tune.space.data.root: data.root cannot be searched"),
+    ("{model.head_width: []}", r"non-empty list"),
+    ("{train.learning_rate: {min: 0.01, max: 0.001}}", r"min < max"),
+    ("{train.learning_rate: {min: 0, max: 0.1, log: true}}", r"log range needs min > 0"),
+    ("{train.learning_rate: {low: 0.1}}", r"needs min and max"),
+    ("{model.head_width: 8}", r"list of choices or a range"),
+])
+def test_a_bad_space_is_an_error_naming_the_key(space, message):
+    cfg = config.load("configs/tune_head_width.yaml", [f"tune.space={space}"])
+    with pytest.raises(ConfigError, match=message):
+        tuning.search_space(cfg)
+
+
+def test_space_values_take_the_key_type():
+    cfg = config.load("configs/tune_head_width.yaml", [
+        "tune.space={model.width: [0.5, 1], train.learning_rate: {min: 1e-4, max: 1e-2, "
+        "log: true}, model.head_width: {min: 16, max: 64, step: 16}}"])
+    width, lr, head = tuning.search_space(cfg)
+    assert width.values == (0.5, 1.0) and all(isinstance(v, float) for v in width.values)
+    assert (lr.integer, lr.log, head.integer, head.step) == (False, True, True, 16)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("tune.objective=val_main_f2", r"tune.objective must be null or a logged validation"),
+    ("tune.oracle=evolution", r"tune.oracle must be one of"),
+    ("tune.constraints={size_mb: 1}", r"tune.constraints.size_mb must be one of"),
+])
+def test_bad_tune_settings_are_named(override, message):
+    with pytest.raises(ConfigError, match=message):
+        config.load("configs/tune_head_width.yaml", [override])
+
+
+def test_pareto_mask_keeps_the_non_dominated():
+    f1 = [0.50, 0.60, 0.55, 0.60, 0.40]
+    kb = [300, 700, 400, 650, 300]
+    assert tuning_results.pareto_mask(f1, kb).tolist() == [True, False, True, True, False]
+    assert tuning_results.pareto_mask([0.3, 0.2], [10, 5], maximize=False).tolist() == [
+        False, True]  # minimising the objective (e.g. val_loss)
+
+
+def test_worker_never_overwrites_and_needs_its_chief(tmp_path):
+    cfg = tune_config(tmp_path, tmp_path)
+    with pytest.raises(ValueError, match="never used on a worker"):
+        tuning.tune(cfg, overwrite=True, chief="127.0.0.1:1", worker="1")
+    with pytest.raises(ValueError, match="needs --chief"):
+        tuning.tune(cfg, worker="1")
+
+
+@pytest.mark.slow
+def test_search_reports_resume_constraints_and_best_config(dataset, tmp_path, capsys):
+    cfg = tune_config(tmp_path, dataset, "tune.constraints={params: 160000}")
+    run = cfg.run_dir
+    hypermodel = tuning.TwoHeadHyperModel(cfg)
+    hypermodel.prepare()
+    tuner = tuning.make_tuner(hypermodel)
+    tuner.save()
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C after the first epoch of the first trial
+        tuner.search(callbacks=[Interrupt(after=1)], verbose=0)
+    (first,) = run.glob("trial_*")  # ids are zero-padded to the digits of max_trials
+    assert json.loads((first / "train_state.json").read_text())["epoch"] == 1
+
+    summary = tuning.tune(cfg)  # the same command again continues the search
+    assert "Resuming" in capsys.readouterr().out
+    assert len(pd.read_csv(first / "history.csv")) == 2  # trial 0 went on from epoch 1
+    for name in ("trials.csv", "trials.md", "pareto.csv", "pareto.png", "best_config.yaml"):
+        assert (run / name).is_file(), name
+    trials = pd.read_csv(run / "trials.csv", dtype={"trial": str}).sort_values(
+        "model.head_width")
+    assert trials["status"].tolist() == ["COMPLETED", "COMPLETED"]
+    narrow, wide = trials.to_dict("records")
+    assert narrow["params"] < 160_000 < wide["params"]
+    assert narrow["tflite_kb"] < wide["tflite_kb"]
+    for row in (narrow, wide):
+        assert 0 <= row["val_main_f1"] <= 1 and 0 <= row["val_aux_f1"] <= 1
+        assert row["latency_ms"] > 0 and row["train_seconds"] > 0 and row["best_epoch"] in (1, 2)
+        tflite = run / f"trial_{row['trial']}" / "best.dynamic.tflite"
+        assert abs(tflite.stat().st_size / 1024 - row["tflite_kb"]) < 1e-6
+    assert narrow["size_front"]  # the smallest file is always on the size front
+    assert narrow["meets_constraints"] and not wide["meets_constraints"]
+    assert summary["best"]["model.head_width"] == 8  # the constraint decides
+
+    # Other constraints pick again without training; none met means no best config.
+    summary = tuning.tune(config.load(run / "search.yaml", ["tune.constraints={params: 10}"]))
+    assert summary["best"] is None and not (run / "best_config.yaml").exists()
+    summary = tuning.tune(config.load(run / "search.yaml", ["tune.constraints={}"]))
+    best_f1 = max(narrow["val_main_f1"], wide["val_main_f1"])
+    assert summary["best"]["val_main_f1"] == pytest.approx(best_f1)
+
+    # Another space in the same folder is refused; best_config.yaml trains as it is.
+    with pytest.raises(tuning.training.RunExistsError, match="tune.space"):
+        tuning.tune(config.load(run / "search.yaml", ["tune.space={model.head_width: [4]}"]))
+    best = config.load(run / "best_config.yaml")
+    assert best.exp == "tune_head_width_best" and best.tune == config.TuneConfig()
+    assert cli.main(["train", "--config", str(run / "best_config.yaml"), "train.epochs=1"]) == 0
+    assert (tmp_path / "runs" / "tune_head_width_best" / "best.keras").is_file()
+
+
+def test_trial_figures_follow_hyperband_budgets(tmp_path):
+    """Hyperband runs one configuration at several budgets: only the largest counts."""
+    cfg = tune_config(tmp_path, tmp_path, "tune.oracle=hyperband")
+    table = pd.DataFrame({
+        "trial": ["0", "1", "2"], "status": ["COMPLETED"] * 3, "model.head_width": [8, 8, 64],
+        "epochs": [1, 3, 1], "val_main_f1": [0.2, 0.5, 0.3], "tflite_kb": [10.0, 10.0, 20.0],
+        "latency_ms": [1.0, 1.0, 2.0], **{k: [np.nan] * 3 for k in (
+            "params", "train_seconds", "best_epoch")}})
+    done = tuning_results.analyse(cfg, table)
+    assert sorted(done["trial"]) == ["1", "2"]
+    assert done.set_index("trial")["size_front"].to_dict() == {"1": True, "2": False}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_chief_and_two_workers_on_localhost(dataset, tmp_path):
+    """Keras Tuner's distributed mode, as on a cluster: one oracle, two trial runners, one
+    shared folder. Worker 1 is killed mid-trial and restarted with the same ID: it gets
+    its trial back and continues it from the last finished epoch."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    port = _free_port()
+    args = [sys.executable, "-m", "tf_twohead.cli", "tune", "--config",
+            "configs/tune_head_width.yaml", f"data.root={dataset}", "data.img_size=32",
+            f"output_dir={tmp_path / 'runs'}", "train.batch_size=8", "train.steps_per_epoch=20",
+            "tune.oracle=grid", "tune.epochs=3", "tune.latency_images=3",
+            "tune.space={model.head_width: [8, 16, 24, 32]}", "tune.constraints={}",
+            "--threads", "1"]
+    run = tmp_path / "runs" / "tune_head_width"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+    def start(name, *extra):
+        log = open(tmp_path / f"{name}.log", "w")
+        return subprocess.Popen([*args, *extra], stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    chief = start("chief", "--chief", f"127.0.0.1:{port}")
+    workers = [start(f"worker{i}", "--worker", str(i), "--chief", f"127.0.0.1:{port}")
+               for i in (0, 1)]
+    try:
+        deadline, victim = time.time() + 300, None
+        while victim is None and time.time() < deadline:
+            time.sleep(0.2)
+            try:
+                ongoing = json.loads((run / "oracle.json").read_text())["ongoing_trials"]
+            except (OSError, ValueError, KeyError):
+                continue
+            trial = ongoing.get("worker1")
+            if trial and (run / f"trial_{trial}" / "train_state.json").is_file():
+                victim = trial
+        assert victim is not None, (tmp_path / "worker1.log").read_text()[-3000:]
+        workers[1].send_signal(signal.SIGKILL)
+        workers[1].wait()
+        workers[1] = start("worker1-restarted", "--worker", "1", "--chief", f"127.0.0.1:{port}")
+        for process in (*workers, chief):
+            assert process.wait(timeout=600) == 0
+    finally:
+        for process in (*workers, chief):
+            if process.poll() is None:
+                process.kill()
+    restarted = (tmp_path / "worker1-restarted.log").read_text()
+    assert f"Resuming {run / f'trial_{victim}'}" in restarted
+    trials = pd.read_csv(run / "trials.csv")
+    assert sorted(trials["model.head_width"]) == [8, 16, 24, 32]
+    assert set(trials["status"]) == {"COMPLETED"}
+    assert len(pd.read_csv(run / f"trial_{victim}" / "history.csv")) == 3
+    assert "Best: trial" in (tmp_path / "chief.log").read_text()
