@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test test-fast demo bench bench-tflite bench-parity bench-backbones lint
+.PHONY: install test test-fast demo bench bench-tflite bench-parity bench-backbones bench-tune lint
 
 install: $(VENV)/.installed
 
@@ -37,6 +37,13 @@ bench-parity: install
 	[ -f demo_data/fm6k/test.csv ] || $(BIN)/tf-twohead data fashion-mnist demo_data/fm6k \
 		--size 64 --train 6000 --val 1000 --test 2000
 	$(BIN)/python bench/recipe_parity.py --data demo_data/fm6k
+
+# The head-width search on the demo data (20 trials), then its best config against the
+# default model at 3 seeds on the test split.
+bench-tune: install
+	[ -f demo_data/fm6k/test.csv ] || $(BIN)/tf-twohead data fashion-mnist demo_data/fm6k \
+		--size 64 --train 6000 --val 1000 --test 2000
+	$(BIN)/python bench/head_width_search.py --data demo_data/fm6k
 
 lint: install
 	$(BIN)/ruff check tf_twohead tests bench
