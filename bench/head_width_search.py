@@ -5,7 +5,9 @@
 2. The search picks on one seed's validation F1, which is noisy (about +-0.05 per
    seed at this budget). So the best trial's config and the default model (1024-wide
    heads, the same budget) are both retrained with more seeds and scored on the test
-   split, which the search never saw.
+   split, which the search never saw. A third row trains the default recipe with only
+   the best trial's head widths, to separate the heads' effect from the other searched
+   keys (learning rate, aux loss weight).
 
 Prints the CPU's vector flags, the Pareto front and a test table (mean over seeds).
 
@@ -51,11 +53,18 @@ def main() -> None:
     best_yaml = search / "best_config.yaml"
     base = config.load("configs/tune_head_width.yaml", common)
     budget = [f"data.img_size={base.data.img_size}", f"train.epochs={base.tune.epochs}"]
+    best = config.load(best_yaml)
+    per_head = ", ".join(f"{k}: {v}" for k, v in best.model.head_widths.items())
+    heads = [f"model.head_width={best.model.head_width}", f"model.head_widths={{{per_head}}}"]
+    widths = f"{best.model.head_width}/{best.model.head_widths.get('aux', best.model.head_width)}"
     rows = {}
-    for name, cfg_path, extra in (("default (1024 heads)", "configs/two_head.yaml", budget),
-                                  ("search best", str(best_yaml), [])):
+    for tag, name, cfg_path, extra in (
+            ("default", "default (1024/1024 heads)", "configs/two_head.yaml", budget),
+            ("heads", f"default + best heads ({widths})", "configs/two_head.yaml",
+             budget + heads),
+            ("best", "search best (all its keys)", str(best_yaml), [])):
         for seed in args.seeds.split(","):
-            exp = f"{'default' if cfg_path.endswith('two_head.yaml') else 'best'}-seed{seed}"
+            exp = f"{tag}-seed{seed}"
             run = Path(args.output_dir) / exp
             if not (run / "metrics.json").is_file():
                 cli("train", "--config", cfg_path, *common, *extra, f"exp={exp}",

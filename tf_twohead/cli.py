@@ -110,8 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tf-twohead {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\nInterrupted. Finished epochs are saved (best.keras is intact); "
-              "continue with the same command plus --resume.", file=sys.stderr)
+        again = ("run the same command again: the search continues, and its unfinished "
+                 "trial from its last finished epoch" if args.command == "tune"
+                 else "continue with the same command plus --resume")
+        print(f"\nInterrupted. Finished epochs are saved (best.keras is intact); {again}.",
+              file=sys.stderr)
         return 130
 
 
