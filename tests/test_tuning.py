@@ -200,3 +200,21 @@ def test_chief_and_two_workers_on_localhost(dataset, tmp_path):
     assert set(trials["status"]) == {"COMPLETED"}
     assert len(pd.read_csv(run / f"trial_{victim}" / "history.csv")) == 3
     assert "Best: trial" in (tmp_path / "chief.log").read_text()
+
+
+@pytest.mark.slow
+def test_the_hypermodel_works_with_a_users_own_tuner(dataset, tmp_path):
+    import keras_tuner as kt
+
+    cfg = tune_config(tmp_path, dataset, "tune.epochs=1")
+    tuner = kt.RandomSearch(tuning.TwoHeadHyperModel(cfg), max_trials=1,
+                            objective=kt.Objective("val_main_f1", "max"),
+                            directory=str(tmp_path / "mine"), project_name="p")
+    tuner.search(verbose=0)
+    (trial,) = tuner.oracle.trials.values()
+    assert trial.status == "COMPLETED"
+    figures = {k: trial.metrics.get_last_value(k) for k in (
+        "val_main_f1", "val_aux_f1", "params", "tflite_kb", "latency_ms", "train_seconds")}
+    assert figures["tflite_kb"] > 0 and figures["latency_ms"] > 0 and figures["params"] > 0
+    assert trial.hyperparameters.values["model.head_width"] in (8, 64)
+    assert tuner.get_best_models(1)[0].output_names  # Keras Tuner's own checkpoint loads

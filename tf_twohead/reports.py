@@ -99,6 +99,7 @@ def plot_pareto(trials: pd.DataFrame, objective: str, labels: list[str], out_png
     its searched values (`labels`); constraint bounds are dashed; the best trial is a star.
     """
     fig = Figure(figsize=(13, 5.2))
+    short = _short_names(labels)
     panels = (("tflite_kb", "size_front", "dynamic-range TFLite size (KiB)"),
               ("latency_ms", "latency_front", "TFLite latency per image, 1 thread (ms)"))
     for i, (cost, front_col, xlabel) in enumerate(panels):
@@ -108,7 +109,7 @@ def plot_pareto(trials: pd.DataFrame, objective: str, labels: list[str], out_png
         ax.plot(front[cost], front[objective], "o-", color="C0", label="Pareto front")
         for _, row in front.iterrows():
             text = f"{row['trial']}: " + ", ".join(
-                f"{k.rsplit('.', 1)[-1]}={_short(row[k])}" for k in labels)
+                f"{short[k]}={_short(row[k])}" for k in labels)
             ax.annotate(text, (row[cost], row[objective]), fontsize=6.5,
                         xytext=(4, 4), textcoords="offset points")
         if best is not None:
@@ -124,6 +125,20 @@ def plot_pareto(trials: pd.DataFrame, objective: str, labels: list[str], out_png
         ax.legend(fontsize=8, loc="lower right")
     fig.suptitle(f"{objective} against size and speed ({len(trials)} completed trials)")
     return _save(fig, out_png)
+
+
+def _short_names(keys: list[str]) -> dict[str, str]:
+    """The shortest dotted suffix of each key that no other key shares
+    (`model.head_widths.aux` -> `head_widths.aux` beside `train.loss_weights.aux`)."""
+    names = {}
+    for key in keys:
+        parts = key.split(".")
+        for n in range(1, len(parts) + 1):
+            suffix = ".".join(parts[-n:])
+            if not any(other != key and f".{other}".endswith(f".{suffix}") for other in keys):
+                break
+        names[key] = suffix
+    return names
 
 
 def _short(value) -> str:
