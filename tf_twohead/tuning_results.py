@@ -22,7 +22,7 @@ from tf_twohead import reports
 from tf_twohead.config import Config
 from tf_twohead.fileio import atomic_write_text
 
-FIGURES = ("params", "tflite_kb", "latency_ms", "train_seconds", "best_epoch")
+FIGURES = ("params", "tflite_kb", "latency_ms", "train_seconds", "best_epoch", "parity_passed")
 BUDGET = "tuner/epochs"  # Hyperband's epochs for a trial
 
 
@@ -166,7 +166,7 @@ def _markdown(table: pd.DataFrame, cfg: Config) -> str:
     for column in ("params", "best_epoch", "epochs"):
         if column in shown:
             shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{int(v):,}")
-    for column in ("meets_constraints", "size_front", "latency_front"):
+    for column in ("meets_constraints", "size_front", "latency_front", "parity_passed"):
         if column in shown:
-            shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else ("yes" if v else ""))
+            shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else ("yes" if v else "no"))
     return reports.markdown_table(shown, "{:.4g}")
