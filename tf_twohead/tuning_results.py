@@ -168,5 +168,6 @@ def _markdown(table: pd.DataFrame, cfg: Config) -> str:
             shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{int(v):,}")
     for column in ("meets_constraints", "size_front", "latency_front", "parity_passed"):
         if column in shown:
-            shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else ("yes" if v else "no"))
+            shown[column] = shown[column].map(
+                lambda v: "" if pd.isna(v) else ("yes" if v else "no"))
     return reports.markdown_table(shown, "{:.4g}")
