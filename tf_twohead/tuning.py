@@ -132,8 +132,10 @@ def _range(cfg: Config, key: str, spec: dict, where: str) -> Dimension:
 def _typed(cfg: Config, key: str, value: Any, where: str) -> Any:
     """`value` as the config stores it at `key` (1 -> 1.0 for a float key), checked."""
     try:
-        trial = config_lib.with_values(cfg, {key: value}, where=where)
+        trial = config_lib.with_values(cfg, {key: value}, where="tune.space")
     except ConfigError as e:
+        if str(e).startswith("Invalid tune.space"):  # already names the key and value
+            raise
         raise ConfigError(f"{where}: the value {value!r} is not usable: {e}") from None
     return OmegaConf.select(OmegaConf.structured(trial), key)
 
