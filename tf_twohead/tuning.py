@@ -166,7 +166,7 @@ class TwoHeadHyperModel(kt.HyperModel):
     def trial_config(self, hp, run_dir: str | Path | None = None,
                      epochs: int | None = None) -> Config:
         """The `Config` of the trial `hp` describes, writing into `run_dir` if given."""
-        values = {dim.key: _plain(hp.get(dim.key)) for dim in self.space}
+        values = {dim.key: plain_value(hp.get(dim.key)) for dim in self.space}
         base = self.config
         fixed = {"train.epochs": epochs or base.tune.epochs or base.train.epochs,
                  "data.cache_dir": base.data.cache_dir or str(Path(base.output_dir) / "cache")}
@@ -264,7 +264,7 @@ class TwoHeadHyperModel(kt.HyperModel):
         return figures
 
 
-def _plain(value):
+def plain_value(value):
     """Keras Tuner's numpy scalars and float steps (0.30000000000000004) as plain values."""
     if hasattr(value, "item"):
         value = value.item()
@@ -321,7 +321,7 @@ class _Seconds(keras.callbacks.Callback):
 
 
 def _progress_line(name, figures, objective, hp, space) -> str:
-    values = " ".join(f"{d.key}={_plain(hp.get(d.key))}" for d in space)
+    values = " ".join(f"{d.key}={plain_value(hp.get(d.key))}" for d in space)
     heads = " ".join(f"{k}={v:.3f}" for k, v in figures.items()
                      if k.endswith("_f1") and k != objective)
     return (f"[tune] {name}: {objective}={figures[objective]:.4f} ({heads}) "

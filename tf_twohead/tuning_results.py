@@ -21,6 +21,7 @@ from tf_twohead import config as config_lib
 from tf_twohead import reports
 from tf_twohead.config import Config
 from tf_twohead.fileio import atomic_write_text
+from tf_twohead.tuning import plain_value
 
 FIGURES = ("params", "tflite_kb", "latency_ms", "train_seconds", "best_epoch", "parity_passed")
 BUDGET = "tuner/epochs"  # Hyperband's epochs for a trial
@@ -152,13 +153,9 @@ def write_reports(cfg: Config, space) -> dict:
               f"{best[cfg.objective]:.4f}, {best['tflite_kb']:.0f} KiB, "
               f"{best['latency_ms']:.2f} ms -> {best_path}")
         summary_best = {"trial": best["trial"], "config": str(best_path),
-                        **{k: _plain(best[k]) for k in [*keys, cfg.objective, *FIGURES]}}
+                        **{k: plain_value(best[k]) for k in [*keys, cfg.objective, *FIGURES]}}
     print(f"[tune] Fronts: {run_dir / 'pareto.csv'}, {run_dir / 'pareto.png'}")
     return {"run_dir": str(run_dir), "trials": len(table), "best": summary_best}
-
-
-def _plain(value):
-    return value.item() if hasattr(value, "item") else value
 
 
 def _markdown(table: pd.DataFrame, cfg: Config) -> str:
