@@ -28,7 +28,16 @@ from omegaconf.errors import OmegaConfBaseException
 DEFAULT_CLASS_NAMES = ("document", "not a document", "screen")
 DEFAULT_HEADS = {"main": [2], "aux": [1]}
 DEFAULT_LOSS_WEIGHTS = {"main": 2.0, "aux": 1.0}
-MODEL_KINDS = ("two_head", "softmax")
+MODEL_KINDS = ("two_head", "softmax", "combined")
+# Kinds whose single output is "probs", a softmax over the (fine) classes.
+SOFTMAX_KINDS = ("softmax", "combined")
+# The combined model's training stages, in order (training_stages.py).
+STAGES = ("coarse", "fine", "frozen", "unfrozen")
+SCHEDULES = ("step", "one_cycle")
+# How frozen encoders treat their BatchNorm: fastai's train_bn (batch statistics, moving
+# statistics and gamma/beta keep training) or Keras' convention (inference mode, fixed).
+FROZEN_BN = ("train", "inference")
+CLASS_METRICS = ("accuracy", "top5")  # logged by softmax-kind models (top5: over 5 classes)
 WIDTHS = (0.5, 1.0, 1.5, 2.0)  # the keys of models.shufflenet.STAGE_OUT_CHANNELS
 # Feature extractors (models.backbones) and MobileNetV3's alphas with ImageNet weights.
 BACKBONES = ("shufflenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
@@ -68,6 +77,7 @@ class DataConfig:
     hflip: bool = False
     cache_dir: str | None = None
     workers: int = 0
+    coarse: dict[str, list[int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,20 @@ class ModelConfig:
     init: str = "torch"
     pretrained: str | None = None
     heads: dict[str, list[int]] = field(default_factory=lambda: dict(DEFAULT_HEADS))
+
+
+@dataclass(frozen=True)
+class StageEpochs:
+    """Epochs of each stage of `model.kind=combined` (0 skips a stage)."""
+
+    coarse: int = 1
+    fine: int = 1
+    frozen: int = 1
+    unfrozen: int = 1
+
+    @property
+    def total(self) -> int:
+        return self.coarse + self.fine + self.frozen + self.unfrozen
 
 
 @dataclass(frozen=True)
@@ -99,7 +123,14 @@ class TrainConfig:
     loss_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
     pos_weight: dict[str, float] = field(default_factory=dict)
     monitor_head: str = "main"
+    monitor: str | None = None
     strategy: str = "auto"
+    schedule: str = "step"
+    pct_start: float = 0.25
+    div: float = 25.0
+    div_final: float = 1e5
+    stages: StageEpochs = field(default_factory=StageEpochs)
+    frozen_bn: str = "train"
 
 
 @dataclass(frozen=True)
@@ -139,22 +170,31 @@ class Config:
     def head_names(self) -> list[str]:
         return list(self.model.heads)
 
+    @property
+    def monitor(self) -> str:
+        """The logged metric that picks `best.keras`: `train.monitor`, else the
+        validation F1 of `train.monitor_head`."""
+        return self.train.monitor or f"val_{self.train.monitor_head}_f1"
 
-def load(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
-    """Load a YAML config, apply `key=value` overrides and validate the result.
+
+def load(path=None, overrides: list[str] | None = None) -> Config:
+    """Load YAML config files, apply `key=value` overrides and validate the result.
 
     Args:
-        path: str or None. YAML file; None starts from the defaults.
-        overrides: list of str. `dotted.key=value` items; they win over the file.
+        path: str, list of str or None. YAML file(s), merged in order (a later file
+            wins; `tf-twohead data tfds` writes one with a dataset's classes and coarse
+            groups to layer over an experiment's file); None starts from the defaults.
+        overrides: list of str. `dotted.key=value` items; they win over the files.
 
     Returns:
         A frozen, validated `Config`.
     """
     sources = []
-    if path is not None:
-        if not Path(path).is_file():
-            raise ConfigError(f"Config file not found: {path}")
-        sources.append((f"config file {path}", lambda: OmegaConf.load(path), None))
+    paths = [] if path is None else [path] if isinstance(path, (str, os.PathLike)) else path
+    for file in paths:
+        if not Path(file).is_file():
+            raise ConfigError(f"Config file not found: {file}")
+        sources.append((f"config file {file}", lambda file=file: OmegaConf.load(file), None))
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(
@@ -206,7 +246,7 @@ def _resolve(sources) -> Config:
 # replaces it whole, instead of OmegaConf's key-by-key merge, so a config with heads
 # {screen: [2]} does not silently keep the default main and aux heads. An override of
 # one entry (train.loss_weights.aux=0.5) changes only that entry.
-REPLACED_MAPPINGS = ("model.heads", "model.head_widths", "train.loss_weights",
+REPLACED_MAPPINGS = ("data.coarse", "model.heads", "model.head_widths", "train.loss_weights",
                      "train.pos_weight", "tune.space", "tune.constraints")
 
 
@@ -266,8 +306,8 @@ def validate(config: Config) -> None:
         _check(name in m.heads, f"model.head_widths.{name}",
                f"a width for one of the heads {list(m.heads)}", name)
         _check(width > 0, f"model.head_widths.{name}", "a positive integer", width)
-    _check(not (m.kind == "softmax" and m.head_widths), "model.head_widths",
-           "empty for model.kind=softmax (it has one shared conv5: model.head_width)",
+    _check(not (m.kind in SOFTMAX_KINDS and m.head_widths), "model.head_widths",
+           f"empty for model.kind={m.kind} (it has one shared conv5: model.head_width)",
            dict(m.head_widths))
     # A file given as model.pretrained is checked when training starts (weights.py), not
     # here: a finished run's config.yaml must stay loadable after the file has moved.
@@ -286,8 +326,9 @@ def validate(config: Config) -> None:
                          ("train.pos_weight", t.pos_weight)):
         unknown = sorted(set(mapping) - set(m.heads))
         _check(not unknown, key, f"keys among the heads {list(m.heads)}", unknown)
-    _check(not (m.kind == "softmax" and t.pos_weight), "train.pos_weight",
-           "empty for model.kind=softmax (it weights per-head sigmoid losses)", dict(t.pos_weight))
+    _check(not (m.kind in SOFTMAX_KINDS and t.pos_weight), "train.pos_weight",
+           f"empty for model.kind={m.kind} (it weights per-head sigmoid losses)",
+           dict(t.pos_weight))
     _check(t.monitor_head in m.heads, "train.monitor_head", f"one of {list(m.heads)}",
            t.monitor_head)
     _check(t.epochs >= 1, "train.epochs", "at least 1", t.epochs)
@@ -305,16 +346,83 @@ def validate(config: Config) -> None:
     _check(t.adam_epsilon > 0, "train.adam_epsilon", "a positive number", t.adam_epsilon)
     _check(0 <= t.label_smoothing < 1, "train.label_smoothing", "a value in [0, 1)",
            t.label_smoothing)
+    _check(config.monitor in objective_names(config) and config.monitor != "val_loss",
+           "train.monitor", "null (the validation F1 of train.monitor_head) or a logged "
+           f"validation metric that is better when higher, one of "
+           f"{[n for n in objective_names(config) if n != 'val_loss']}", t.monitor)
+    _validate_schedule(t)
+    _validate_coarse(config)
     _validate_tune(config)
+
+
+def _validate_schedule(t: TrainConfig) -> None:
+    _check(t.schedule in SCHEDULES, "train.schedule", f"one of {SCHEDULES}", t.schedule)
+    _check(0 < t.pct_start < 1, "train.pct_start", "a fraction in (0, 1)", t.pct_start)
+    _check(t.div > 0, "train.div", "a positive number", t.div)
+    _check(t.div_final > 0, "train.div_final", "a positive number", t.div_final)
+    _check(t.frozen_bn in FROZEN_BN, "train.frozen_bn", f"one of {FROZEN_BN}", t.frozen_bn)
+    for stage in STAGES:
+        epochs = getattr(t.stages, stage)
+        _check(epochs >= 0, f"train.stages.{stage}", "0 or more epochs", epochs)
+
+
+def _validate_coarse(config: Config) -> None:
+    """`data.coarse`: groups of fine class ids; every id in exactly one group."""
+    groups, names = config.data.coarse, config.data.class_names
+    if config.model.kind == "combined":
+        _check(len(groups) >= 2, "data.coarse", "at least two groups of class ids for "
+               "model.kind=combined, e.g. {tops: [0, 2], shoes: [5, 7]}", dict(groups))
+        s = config.train.stages
+        _check(s.frozen + s.unfrozen >= 1, "train.stages",
+               "at least one epoch of the combined model (frozen + unfrozen)", vars(s))
+    if not groups:
+        return
+    seen: dict[int, str] = {}
+    for group, ids in groups.items():
+        _check(len(ids) >= 1, f"data.coarse.{group}", "a non-empty list of class ids",
+               list(ids))
+        for i in ids:
+            _check(0 <= i < len(names), f"data.coarse.{group}",
+                   f"class ids in 0..{len(names) - 1} (data.class_names); class id {i} "
+                   "does not exist", list(ids))
+            if i in seen:
+                raise ConfigError(
+                    f"data.coarse: class id {i} ({names[i]!r}) is in two groups, "
+                    f"{seen[i]!r} and {group!r}; every class id belongs to exactly one group.")
+            seen[i] = group
+    missing = [i for i in range(len(names)) if i not in seen]
+    if missing:
+        listed = ", ".join(f"{i} ({names[i]!r})" for i in missing)
+        raise ConfigError(f"data.coarse: class id{'s' * (len(missing) > 1)} {listed} "
+                          f"{'are' if len(missing) > 1 else 'is'} in no group; every class "
+                          f"id of data.class_names belongs to exactly one group.")
+
+
+def coarse_ids(config: Config):
+    """Fine class id -> coarse group index (groups in `data.coarse` order), as an array."""
+    import numpy as np
+
+    table = np.zeros(len(config.data.class_names), dtype=np.int64)
+    for index, ids in enumerate(config.data.coarse.values()):
+        table[list(ids)] = index
+    return table
 
 
 def objective_names(config: Config) -> list[str]:
     """The validation metrics a run logs, any of which a search can optimise."""
     names = ["val_loss"]
+    softmax = config.model.kind in SOFTMAX_KINDS
+    if softmax:
+        names += [f"val_{m}" for m in class_metric_names(len(config.data.class_names))]
     for head in config.model.heads:
         names += [f"val_{head}_{metric}" for metric in HEAD_METRICS
-                  if not (metric == "loss" and config.model.kind == "softmax")]
+                  if not (metric == "loss" and softmax)]
     return names
+
+
+def class_metric_names(num_classes: int) -> list[str]:
+    """The class-level metrics a softmax over `num_classes` logs (top5 needs over 5)."""
+    return [m for m in CLASS_METRICS if m != "top5" or num_classes > 5]
 
 
 def _validate_tune(config: Config) -> None:

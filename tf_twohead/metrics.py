@@ -88,3 +88,12 @@ def softmax_head_metrics(heads: dict[str, list[int]]) -> list[keras.metrics.Metr
             SoftmaxHeadAUC(ids, name=f"{head}_auc"),
         ]
     return out
+
+
+def class_metrics(num_classes: int) -> list[keras.metrics.Metric]:
+    """Accuracy over the classes of a softmax output, and top-5 accuracy when there are
+    more than 5 classes (logged as `accuracy`, `top5`)."""
+    out = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    if num_classes > 5:
+        out.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5"))
+    return out

@@ -18,6 +18,8 @@ small ops, which takes seconds off tracing the training step and some per-step o
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import ops
 
@@ -101,3 +103,60 @@ class TorchAdam(keras.optimizers.Adam):
         config.pop("amsgrad", None)
         decay = self.l2 if self.weight_decay_mode == "l2" else config.get("weight_decay")
         return {**config, "weight_decay": decay, "weight_decay_mode": self.weight_decay_mode}
+
+
+@keras.saving.register_keras_serializable(package="tf_twohead")
+class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
+    """fastai's one-cycle learning rate, exactly: cosine up, then cosine down, per step.
+
+    `fit_one_cycle` schedules `combined_cos(pct_start, max_lr / div, max_lr,
+    max_lr / div_final)` over the training batches: for `pos = step / total_steps`,
+    `start + (1 + cos(pi * (1 - p))) * (end - start) / 2` on each phase, warm-up
+    included (Keras' `CosineDecay` warms up linearly, so it only approximates this).
+    Keras evaluates it on `optimizer.iterations`, once per batch, as fastai does; a
+    new cycle needs a new optimizer (its iterations start at 0). fastai also cycles
+    Adam's beta_1 (0.95 -> 0.85 -> 0.95); this schedules the learning rate only.
+
+    Args:
+        max_lr: float. The peak learning rate.
+        total_steps: int. Training steps (batches) of the whole cycle.
+        pct_start: float. Fraction of the steps spent warming up. Defaults to 0.25.
+        div: float. The first learning rate is `max_lr / div`. Defaults to 25.
+        div_final: float. The last one is `max_lr / div_final`. Defaults to 1e5.
+
+    Example:
+
+    >>> schedule = OneCycle(1e-3, total_steps=100)
+    >>> [f"{float(schedule(step)):.0e}" for step in (0, 25, 100)]
+    ['4e-05', '1e-03', '1e-08']
+    """
+
+    def __init__(self, max_lr, total_steps, pct_start=0.25, div=25.0, div_final=1e5):
+        if int(total_steps) < 1 or not 0 < float(pct_start) < 1:
+            raise ValueError(f"OneCycle needs total_steps >= 1 and 0 < pct_start < 1. "
+                             f"Received: total_steps={total_steps}, pct_start={pct_start}")
+        self.max_lr, self.total_steps = float(max_lr), int(total_steps)
+        self.pct_start, self.div, self.div_final = float(pct_start), float(div), float(div_final)
+
+    def __call__(self, step):
+        pos = ops.clip(ops.cast(step, "float32") / self.total_steps, 0.0, 1.0)
+        start, peak, end = self.max_lr / self.div, self.max_lr, self.max_lr / self.div_final
+        warm = _cosine(start, peak, pos / self.pct_start)
+        anneal = _cosine(peak, end, (pos - self.pct_start) / (1.0 - self.pct_start))
+        return ops.where(pos < self.pct_start, warm, anneal)
+
+    def get_config(self):
+        return {"max_lr": self.max_lr, "total_steps": self.total_steps,
+                "pct_start": self.pct_start, "div": self.div, "div_final": self.div_final}
+
+
+def _cosine(start: float, end: float, pos):
+    """fastai's `sched_cos`: from `start` at pos 0 to `end` at pos 1, cosine-shaped.
+
+    The same value is computed from the smaller end (`start + (end - start) *
+    sin^2(pi p / 2)` or `end + (start - end) * cos^2(pi p / 2)`), so float32 keeps its
+    precision where the rate is tiny (1e-8 at the end of a cycle)."""
+    pos = ops.clip(pos, 0.0, 1.0)
+    if abs(start) <= abs(end):
+        return start + (end - start) * ops.square(ops.sin(math.pi / 2.0 * pos))
+    return end + (start - end) * ops.square(ops.cos(math.pi / 2.0 * pos))

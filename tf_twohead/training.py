@@ -31,8 +31,8 @@ from tf_twohead import distribute, models, reports
 from tf_twohead.config import SOFTMAX_OUTPUT, Config
 from tf_twohead.data.pipeline import datasets_for, load_splits
 from tf_twohead.fileio import atomic_path, atomic_write_json
-from tf_twohead.metrics import head_metrics, softmax_head_metrics
-from tf_twohead.optimizers import TorchAdam
+from tf_twohead.metrics import class_metrics, head_metrics, softmax_head_metrics
+from tf_twohead.optimizers import OneCycle, TorchAdam
 from tf_twohead.weights import fetch_pretrained
 
 STATE_FILE = "train_state.json"
@@ -42,22 +42,34 @@ class RunExistsError(RuntimeError):
     """The run folder already holds a trained model and neither resume nor overwrite was asked."""
 
 
-def compile_model(model: keras.Model, cfg: Config) -> keras.Model:
+def compile_model(model: keras.Model, cfg: Config, total_steps: int | None = None,
+                  heads: dict[str, list[int]] | None = None) -> keras.Model:
     """Compile with the reference recipe: per-head losses, weights and metrics by name.
 
     Two-head: binary cross-entropy with label smoothing per head, `loss_weights` from
-    the config (main 2, aux 1), precision/recall/F1/AUC per head. Softmax: categorical
-    cross-entropy with the same smoothing, and each head's metrics read from the class
-    probabilities. Adam as PyTorch defines it (`TorchAdam`): `train.learning_rate`,
-    `train.adam_epsilon`, and `train.weight_decay` applied as `train.weight_decay_mode`
-    says (an L2 term in the gradient, as the reference, or decoupled).
+    the config (main 2, aux 1), precision/recall/F1/AUC per head. A model whose one
+    output is "probs" (softmax, combined, a combined run's encoder stages): categorical
+    cross-entropy with the same smoothing, class `accuracy` and `top5`, and each head's
+    metrics read from the class probabilities. Adam as PyTorch defines it
+    (`TorchAdam`): `train.learning_rate`, `train.adam_epsilon`, and
+    `train.weight_decay` applied as `train.weight_decay_mode` says.
+
+    Args:
+        model: keras.Model. Built by `models`.
+        cfg: `Config`.
+        total_steps: int or None. Steps of this fit, for `train.schedule=one_cycle`
+            (a cycle over exactly these steps); unused by the step schedule.
+        heads: dict or None. Head name -> positive class ids; None: `model.heads`
+            (a combined run's coarse stage has no heads: `{}`).
     """
     t = cfg.train
-    optimizer = TorchAdam(t.learning_rate, epsilon=t.adam_epsilon,
+    heads = dict(cfg.model.heads if heads is None else heads)
+    optimizer = TorchAdam(learning_rate(cfg, total_steps), epsilon=t.adam_epsilon,
                           weight_decay=t.weight_decay or None,
                           weight_decay_mode=t.weight_decay_mode)
-    if cfg.model.kind == "softmax":
-        metrics = {SOFTMAX_OUTPUT: softmax_head_metrics(dict(cfg.model.heads))}
+    if list(model.output_names) == [SOFTMAX_OUTPUT]:
+        classes = int(model.get_layer(SOFTMAX_OUTPUT).output.shape[-1])
+        metrics = {SOFTMAX_OUTPUT: class_metrics(classes) + softmax_head_metrics(heads)}
         model.compile(
             optimizer=optimizer,
             loss={SOFTMAX_OUTPUT: keras.losses.CategoricalCrossentropy(
@@ -65,7 +77,6 @@ def compile_model(model: keras.Model, cfg: Config) -> keras.Model:
             metrics=metrics,
         )
     else:
-        heads = list(cfg.model.heads)
         metrics = {h: head_metrics() for h in heads}
         model.compile(
             optimizer=optimizer,
@@ -76,6 +87,18 @@ def compile_model(model: keras.Model, cfg: Config) -> keras.Model:
         )
     _build_state(model, metrics)
     return model
+
+
+def learning_rate(cfg: Config, total_steps: int | None = None):
+    """`train.learning_rate` (the step schedule's start), or a `OneCycle` over
+    `total_steps` peaking at it for `train.schedule=one_cycle`."""
+    t = cfg.train
+    if t.schedule == "step":
+        return t.learning_rate
+    if not total_steps:
+        raise ValueError("train.schedule=one_cycle needs the number of training steps. "
+                         f"Received: total_steps={total_steps}")
+    return OneCycle(t.learning_rate, total_steps, t.pct_start, t.div, t.div_final)
 
 
 def _build_state(model: keras.Model, metrics: dict) -> None:
@@ -163,8 +186,9 @@ class PlotCurves(keras.callbacks.Callback):
 
 
 def monitor_name(cfg: Config) -> str:
-    """The logged metric that chooses `best.keras`: validation F1 of the monitored head."""
-    return f"val_{cfg.train.monitor_head}_f1"
+    """The logged metric that chooses `best.keras` (`train.monitor`, else the validation
+    F1 of `train.monitor_head`)."""
+    return cfg.monitor
 
 
 def warn_if_onednn_off() -> None:
@@ -204,6 +228,10 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False,
         The run state: `{"epoch", "best", "best_epoch", "monitor", "run_dir"}`.
     """
     warn_if_onednn_off()
+    if cfg.model.kind == "combined":
+        from tf_twohead.stages import train_staged
+
+        return train_staged(cfg, resume, overwrite, verbose, callbacks)
     run_dir = cfg.run_dir
     state = _check_run_dir(cfg, resume, overwrite)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -266,6 +294,7 @@ def fit_run(model: keras.Model, cfg: Config, train_ds, val_ds, state: dict | Non
     if initial_epoch >= cfg.train.epochs and state:
         print(f"{run_dir} already finished {initial_epoch} epochs; nothing to do.")
         return {**state, "run_dir": str(run_dir)}
+    steps = steps_per_epoch(cfg, train_ds)
     if cfg.train.steps_per_epoch:
         train_ds = train_ds.repeat()
 
@@ -274,20 +303,22 @@ def fit_run(model: keras.Model, cfg: Config, train_ds, val_ds, state: dict | Non
     if verbose is None:
         verbose = "auto" if sys.stdout.isatty() else 2
     # With train.freeze_epochs, two fits: the heads on a frozen backbone, then everything.
-    for end, frozen in ((cfg.train.freeze_epochs, True), (cfg.train.epochs, False)):
+    phases = ((0, cfg.train.freeze_epochs, True),
+              (cfg.train.freeze_epochs, cfg.train.epochs, False))
+    for start, end, frozen in phases:
         if initial_epoch >= end:
             continue
         changed = set_backbone_trainable(model, not frozen)
         if changed or not model.compiled:
             # Keras applies a changed `trainable` only at compile: a fresh optimizer for
             # the new set of variables (Keras' transfer-learning convention).
-            with distribute.scope(cfg):
-                compile_model(model, cfg)
+            with distribute.scope(cfg):  # one_cycle: a cycle per phase, as fastai's fine_tune
+                compile_model(model, cfg, total_steps=(end - start) * steps)
         if cfg.train.freeze_epochs:
             print(f"Epochs {initial_epoch + 1}-{end}: backbone "
                   f"{'frozen (its BatchNorm in inference mode)' if frozen else 'unfrozen'}.")
         run_callbacks = [
-            keras.callbacks.LearningRateScheduler(step_decay(cfg)),
+            *schedule_callbacks(cfg),
             keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=initial_epoch > 0),
             keras.callbacks.TensorBoard(str(run_dir / "logs"), profile_batch=0),
             checkpoint,
@@ -302,6 +333,23 @@ def fit_run(model: keras.Model, cfg: Config, train_ds, val_ds, state: dict | Non
     print(f"Done: best {monitor}={final['best']:.4f} at epoch {final['best_epoch']} -> "
           f"{run_dir / 'best.keras'}")
     return {**final, "run_dir": str(run_dir)}
+
+
+def steps_per_epoch(cfg: Config, train_ds) -> int:
+    """Training steps per epoch: `train.steps_per_epoch`, else one pass over the data."""
+    if cfg.train.steps_per_epoch:
+        return int(cfg.train.steps_per_epoch)
+    steps = int(train_ds.cardinality())
+    if steps < 1:
+        raise ValueError("The training dataset's length is unknown; set train.steps_per_epoch.")
+    return steps
+
+
+def schedule_callbacks(cfg: Config) -> list:
+    """The step schedule is a per-epoch callback; one_cycle lives in the optimizer."""
+    if cfg.train.schedule == "step":
+        return [keras.callbacks.LearningRateScheduler(step_decay(cfg))]
+    return []
 
 
 def set_backbone_trainable(model: keras.Model, trainable: bool) -> bool:
@@ -336,15 +384,7 @@ def _check_run_dir(cfg: Config, resume: bool, overwrite: bool) -> dict | None:
             if has_model:
                 raise RunExistsError(f"{run_dir} has no {STATE_FILE} or last.keras to resume from.")
             return None  # nothing to resume yet: a fresh start is what --resume means here
-        saved = run_dir / "config.yaml"
-        if saved.is_file():
-            before = config_lib.load(saved)
-            for section in ("data", "model"):
-                if _model_relevant(before, section) != _model_relevant(cfg, section):
-                    raise RunExistsError(
-                        f"Cannot resume {run_dir}: the `{section}` settings differ from its "
-                        f"config.yaml. Resume with the same config (only train.* may change)."
-                    )
+        check_same_settings(cfg)
         return json.loads(state_path.read_text())
     if has_model and not overwrite:
         raise RunExistsError(
@@ -354,6 +394,20 @@ def _check_run_dir(cfg: Config, resume: bool, overwrite: bool) -> dict | None:
     if overwrite and state_path.exists():
         state_path.unlink()
     return None
+
+
+def check_same_settings(cfg: Config, sections=("data", "model")) -> None:
+    """Refuse to resume `cfg.run_dir` with other data or model settings than it started."""
+    saved = cfg.run_dir / "config.yaml"
+    if not saved.is_file():
+        return
+    before = config_lib.load(saved)
+    for section in sections:
+        if _model_relevant(before, section) != _model_relevant(cfg, section):
+            raise RunExistsError(
+                f"Cannot resume {cfg.run_dir}: the `{section}` settings differ from its "
+                f"config.yaml. Resume with the same config (only train.* may change)."
+            )
 
 
 def _model_relevant(cfg: Config, section: str) -> dict:
