@@ -5,10 +5,12 @@ from __future__ import annotations
 import keras
 
 from tf_twohead.models.backbones import BACKBONES, backbone_layer_names
+from tf_twohead.models.combined import build_combined
 from tf_twohead.models.heads import build_multi_head, build_softmax, input_normalization
 from tf_twohead.models.shufflenet import shufflenet_v2
 
-__all__ = ["BACKBONES", "backbone_layers", "build", "build_multi_head", "build_softmax",
+__all__ = ["BACKBONES", "backbone_layers", "build", "build_combined", "build_multi_head",
+           "build_softmax",
            "from_config", "input_normalization", "load_model", "shufflenet_v2"]
 
 
@@ -19,12 +21,13 @@ def build(kind: str = "two_head", img_size: int = 256, width: float = 0.5,
     """Build a model from plain keyword arguments.
 
     Args:
-        kind: str. "two_head" (one sigmoid per head; any number of heads) or "softmax".
+        kind: str. "two_head" (one sigmoid per head; any number of heads), "softmax",
+            or "combined" (two encoders and one softmax head, `models.combined`).
         img_size: int. Input side in pixels.
         width: float. ShuffleNetV2 width multiplier.
         head_width: int. Channels of the last 1x1 conv (per head, or conv5 for softmax).
         heads: dict of head name -> positive class ids (names used by "two_head").
-        num_classes: int. Classes of the softmax baseline.
+        num_classes: int. Classes of the softmax baseline and the combined model.
         init: str. "torch" (PyTorch's default initialisation, as the reference) or
             "keras" (Glorot kernels, zero biases).
         backbone: str. "shufflenet_v2", "mobilenet_v3_small" or "mobilenet_v3_large".
@@ -42,23 +45,38 @@ def build(kind: str = "two_head", img_size: int = 256, width: float = 0.5,
     if kind == "softmax":
         return build_softmax(img_size, width, head_width, num_classes, init=init,
                              backbone=backbone, weights=weights)
-    raise ValueError(f"kind must be 'two_head' or 'softmax'. Received: kind={kind!r}")
+    if kind == "combined":
+        return build_combined(img_size, width, head_width, num_classes, init=init,
+                              backbone=backbone, weights=weights)
+    raise ValueError(f"kind must be 'two_head', 'softmax' or 'combined'. Received: kind={kind!r}")
 
 
-def from_config(cfg) -> keras.Model:
-    """Build the model a `Config` describes, with its `model.pretrained` backbone if any."""
+def from_config(cfg, kind: str | None = None, num_classes: int | None = None) -> keras.Model:
+    """Build the model a `Config` describes, with its `model.pretrained` backbone if any.
+
+    Args:
+        cfg: `Config`.
+        kind: str or None. Another kind with the same settings (a combined run's encoder
+            stages are "softmax" models); None: `model.kind`.
+        num_classes: int or None. Classes of a softmax output (the coarse stage's
+            groups); None: `data.class_names`.
+    """
     m = cfg.model
+    kind = kind or m.kind
     native = m.backbone != "shufflenet_v2"  # keras.applications loads its own weights
-    model = build(m.kind, cfg.data.img_size, m.width, m.head_width, dict(m.heads),
-                  len(cfg.data.class_names), init=m.init, backbone=m.backbone,
-                  weights=m.pretrained if native else None, head_widths=dict(m.head_widths))
+    model = build(kind, cfg.data.img_size, m.width, m.head_width, dict(m.heads),
+                  num_classes or len(cfg.data.class_names), init=m.init, backbone=m.backbone,
+                  weights=m.pretrained if native else None,
+                  head_widths=dict(m.head_widths) if kind == "two_head" else None)
     if m.pretrained and not native:
+        from tf_twohead.models.combined import encoders
         from tf_twohead.models.shufflenet import stage_channels
         from tf_twohead.weights import load_pretrained
 
-        # The softmax baseline's conv5 is torchvision's own when it has the same width.
-        conv5 = m.kind == "softmax" and m.head_width == stage_channels(m.width)[4]
-        load_pretrained(model, m.pretrained, m.width, include_conv5=conv5)
+        # The softmax body's conv5 is torchvision's own when it has the same width.
+        conv5 = kind != "two_head" and m.head_width == stage_channels(m.width)[4]
+        for target in encoders(model) if kind == "combined" else [model]:
+            load_pretrained(target, m.pretrained, m.width, include_conv5=conv5)
     return model
 
 

@@ -91,6 +91,17 @@ def build_multi_head(img_size: int = 256, width: float = 0.5, head_width: int = 
     return keras.Model(inputs, outputs, name=name)
 
 
+def apply_body(x, backbone: str = "shufflenet_v2", width: float = 0.5,
+               head_width: int = 1024, init: str = "torch", weights: str | None = None):
+    """The softmax baseline's body: the backbone, then conv5 (1x1 conv + BN + ReLU).
+
+    Everything before its pooling and classifier, i.e. what fastai's `cut` keeps; the
+    combined model's encoders are this body (`models.combined`).
+    """
+    x = apply_features(x, backbone, width, init, weights)
+    return apply_conv_bn(x, int(head_width), 1, 1, ("conv5_0", "conv5_1", "conv5_2"), init=init)
+
+
 def build_softmax(img_size: int = 256, width: float = 0.5, head_width: int = 1024,
                   num_classes: int = 3, name: str = "softmax", init: str = "torch",
                   backbone: str = "shufflenet_v2", weights: str | None = None
@@ -103,8 +114,7 @@ def build_softmax(img_size: int = 256, width: float = 0.5, head_width: int = 102
     if int(num_classes) < 2:
         raise ValueError(f"num_classes must be at least 2. Received: num_classes={num_classes}")
     inputs, x = apply_input(img_size, backbone)
-    x = apply_features(x, backbone, width, init, weights)
-    x = apply_conv_bn(x, int(head_width), 1, 1, ("conv5_0", "conv5_1", "conv5_2"), init=init)
+    x = apply_body(x, backbone, width, head_width, init, weights)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     probs = apply_dense(x, num_classes, SOFTMAX_OUTPUT, activation="softmax", init=init)
     return keras.Model(inputs, {SOFTMAX_OUTPUT: probs}, name=name)
