@@ -86,6 +86,11 @@ def search_space(cfg: Config) -> list[Dimension]:
         ConfigError: naming `tune.space.<key>`, the value, and why.
     """
     space = cfg.tune.space
+    kinds = space.get("model.kind", [])
+    if cfg.model.kind == "combined" or (isinstance(kinds, (list, tuple)) and "combined" in kinds):
+        raise ConfigError("model.kind=combined cannot be searched yet: a trial trains one "
+                          "model, and a combined run is four staged fits (train it with "
+                          "tf-twohead train). Search two_head or softmax models.")
     if not space:
         raise ConfigError("tune.space is empty: map dotted config keys to choices or ranges, "
                           "e.g. model.head_width: [64, 256, 1024] (configs/tune_head_width.yaml).")

@@ -136,11 +136,16 @@ def make_datasets(cfg, splits=("train", "val"), root: str | None = None, progres
     return [datasets_for(cfg, split) for split in loaded.values()]
 
 
-def datasets_for(cfg, split: SplitData) -> tf.data.Dataset:
-    """The dataset of one loaded split, configured from a `Config`."""
+def datasets_for(cfg, split: SplitData, targets: dict[str, np.ndarray] | None = None
+                 ) -> tf.data.Dataset:
+    """The dataset of one loaded split, configured from a `Config`.
+
+    `targets` replaces the targets the config's model kind implies (a combined run's
+    coarse stage learns the coarse groups of the same images)."""
     training = split.name == "train"
-    targets = encode_targets(split.class_ids, cfg.model.kind, cfg.model.heads,
-                             len(cfg.data.class_names))
+    if targets is None:
+        targets = encode_targets(split.class_ids, cfg.model.kind, cfg.model.heads,
+                                 len(cfg.data.class_names))
     pos_weight = dict(cfg.train.pos_weight) if cfg.model.kind == "two_head" else None
     return make_dataset(split, targets, cfg.train.batch_size, training=training,
                         seed=cfg.train.seed, rotation=cfg.data.rotation,

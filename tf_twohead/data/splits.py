@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_twohead.config import SOFTMAX_OUTPUT
+from tf_twohead.config import SOFTMAX_KINDS, SOFTMAX_OUTPUT
 
 
 class DataError(ValueError):
@@ -168,7 +168,7 @@ def encode_targets(class_ids, kind: str, heads: dict[str, list[int]],
     Args:
         class_ids: int array of shape `(N,)`.
         kind: str. "two_head" gives one `(N, 1)` binary target per head (1 where the
-            class id is among the head's positive ids); "softmax" gives one-hot
+            class id is among the head's positive ids); "softmax" and "combined" give one-hot
             `(N, num_classes)` targets under the key "probs".
         heads: dict. Head name -> positive class ids.
         num_classes: int. Number of classes.
@@ -179,7 +179,7 @@ def encode_targets(class_ids, kind: str, heads: dict[str, list[int]],
     array([0., 0., 1.], dtype=float32)
     """
     class_ids = np.asarray(class_ids, dtype=np.int64)
-    if kind == "softmax":
+    if kind in SOFTMAX_KINDS:
         return {SOFTMAX_OUTPUT: np.eye(num_classes, dtype=np.float32)[class_ids]}
     return {
         name: np.isin(class_ids, positive).astype(np.float32)[:, None]

@@ -1,0 +1,254 @@
+"""Staged training of the combined-encoders model, as one resumable run.
+
+`tf-twohead train` with `model.kind: combined` runs the fastai recipe's stages in order:
+
+1. `coarse`: encoder A as a softmax classifier of the `data.coarse` groups;
+2. `fine`: encoder B as a softmax classifier of the fine classes;
+3. `frozen`: the combined model (`models.combined`) with both encoders cut from the
+   last epoch of stages 1 and 2 and frozen; only the new head learns (and, with
+   `train.frozen_bn=train`, the encoders' BatchNorm, as fastai's `train_bn`);
+4. `unfrozen`: the same model from the last epoch of stage 3, everything trainable.
+
+Each stage is a fit of its own with a fresh optimizer (fastai's `reset_opt` and
+`freeze`/`unfreeze` clear Adam's state too) and, with `train.schedule=one_cycle`, its
+own one-cycle over its steps. Stage lengths are `train.stages.*` (0 skips a stage: the
+"control" joins two untrained encoders); every other `train.*` key applies to every
+stage. Both encoders and the combined model see the same split, images and order.
+
+The run folder holds, besides `config.yaml`:
+
+- `stages/<stage>/`: `last.keras`, `best.keras`, `train_state.json`, `history.csv`,
+  as any run folder, so `--resume` continues the current stage after its last
+  finished epoch;
+- `history.csv`: every stage's rows, with `stage`, `stage_epoch` and `epoch`
+  counting over the whole run (the axis an equal-budget baseline is plotted on);
+- `best.keras` / `last.keras`: the combined model, once its stages have finished
+  (the best of the combined stages' best epochs by `train.monitor`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import keras
+import pandas as pd
+
+from tf_twohead import config as config_lib
+from tf_twohead import models, reports
+from tf_twohead.config import STAGES, Config
+from tf_twohead.data.pipeline import datasets_for, load_splits
+from tf_twohead.data.splits import encode_targets
+from tf_twohead.fileio import atomic_path, atomic_write_json
+from tf_twohead.models.combined import load_encoder, set_encoders_frozen
+from tf_twohead.training import (
+    STATE_FILE,
+    PlotCurves,
+    RunCheckpoint,
+    RunExistsError,
+    _checkpoint_state,
+    check_same_settings,
+    compile_model,
+    resumable_state,
+    schedule_callbacks,
+    steps_per_epoch,
+    warn_if_onednn_off,
+)
+from tf_twohead.weights import fetch_pretrained
+
+STAGES_DIR = "stages"
+ENCODER_OF = {"coarse": "coarse_encoder", "fine": "fine_encoder"}
+DESCRIPTION = {
+    "coarse": "encoder A on the coarse groups",
+    "fine": "encoder B on the fine classes",
+    "frozen": "combined model, encoders frozen",
+    "unfrozen": "combined model, everything trainable",
+}
+RUN_FILES = ("best.keras", "last.keras", "history.csv", "curves.png", STATE_FILE)
+
+
+def stage_dir(cfg: Config, stage: str) -> Path:
+    """Where a stage of a combined run writes its model files and history."""
+    return cfg.run_dir / STAGES_DIR / stage
+
+
+def stage_plan(cfg: Config) -> list[tuple[str, int, int]]:
+    """`(stage, first global epoch, epochs)` of the stages that run, in order."""
+    plan, offset = [], 0
+    for stage in STAGES:
+        epochs = getattr(cfg.train.stages, stage)
+        if epochs:
+            plan.append((stage, offset, epochs))
+            offset += epochs
+    return plan
+
+
+def stage_monitor(cfg: Config, stage: str) -> str:
+    """The metric that picks a stage's `best.keras`: the coarse stage has no heads (its
+    classes are the groups), so it keeps the best accuracy."""
+    return "val_accuracy" if stage == "coarse" else cfg.monitor
+
+
+def train_staged(cfg: Config, resume: bool = False, overwrite: bool = False,
+                 verbose: int | str | None = None, callbacks: list | None = None) -> dict:
+    """Train a `model.kind=combined` config stage by stage; see the module docstring.
+
+    Args and returns as `training.train`: the returned state is the run's best
+    combined epoch, `{"stage", "epoch", "best", "best_epoch", "monitor", "run_dir"}`.
+    """
+    warn_if_onednn_off()
+    run_dir = cfg.run_dir
+    _check_staged_run_dir(cfg, resume, overwrite)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_lib.dump(cfg, run_dir / "config.yaml")
+    fetch_pretrained(cfg.model, cfg.data.img_size)
+    splits = load_splits(cfg, ("train", "val", "test"))  # every split checked before stage 1
+    for split in splits.values():
+        if split.dropped:
+            print(split.dropped)
+    if verbose is None:
+        verbose = "auto" if sys.stdout.isatty() else 2
+    plan = stage_plan(cfg)
+    total = sum(epochs for _, _, epochs in plan)
+    for index, (stage, offset, epochs) in enumerate(plan):
+        folder = stage_dir(cfg, stage)
+        state = resumable_state(folder)
+        done = int(state["epoch"]) if state else 0
+        print(f"Stage {index + 1}/{len(plan)} {stage} ({DESCRIPTION[stage]}): run epochs "
+              f"{offset + 1}-{offset + epochs} of {total}"
+              + (f"; resuming after its epoch {done}" if 0 < done < epochs else "")
+              + ("; already finished" if done >= epochs else "") + ".")
+        if done >= epochs:
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        train_ds, val_ds = (_stage_dataset(cfg, splits[name], stage) for name in ("train", "val"))
+        steps = steps_per_epoch(cfg, train_ds)
+        if cfg.train.steps_per_epoch:
+            train_ds = train_ds.repeat()
+        if state:
+            model = models.load_model(folder / "last.keras", compile=True)  # optimizer state
+        else:
+            keras.utils.set_random_seed(cfg.train.seed + STAGES.index(stage))
+            model = _stage_model(cfg, stage)
+            compile_model(model, cfg, total_steps=epochs * steps,
+                          heads={} if stage == "coarse" else None)
+        run_callbacks = [
+            *schedule_callbacks(cfg),
+            keras.callbacks.CSVLogger(str(folder / "history.csv"), append=done > 0),
+            keras.callbacks.TensorBoard(str(run_dir / "logs" / stage), profile_batch=0),
+            RunCheckpoint(folder, stage_monitor(cfg, stage), **_checkpoint_state(state)),
+            PlotCurves(folder),
+            MergedHistory(cfg),
+            *(callbacks or []),
+        ]
+        model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=done,
+                  steps_per_epoch=cfg.train.steps_per_epoch, callbacks=run_callbacks,
+                  shuffle=False, verbose=verbose)
+    final = _publish_best(cfg)
+    print(f"Done: best {final['monitor']}={final['best']:.4f} at run epoch "
+          f"{final['epoch']} ({final['stage']} stage) -> {run_dir / 'best.keras'}")
+    return final
+
+
+def _stage_dataset(cfg: Config, split, stage: str):
+    """A split with the stage's targets: coarse groups for `coarse`, else the classes."""
+    if stage != "coarse":
+        return datasets_for(cfg, split)
+    groups = config_lib.coarse_ids(cfg)[split.class_ids]
+    return datasets_for(cfg, split, encode_targets(groups, "softmax", {}, len(cfg.data.coarse)))
+
+
+def _stage_model(cfg: Config, stage: str) -> keras.Model:
+    """A new model for a stage: a softmax encoder, or the combined model with its
+    encoders cut from the finished encoder stages (untrained when a stage was skipped)."""
+    if stage == "coarse":
+        return models.from_config(cfg, kind="softmax", num_classes=len(cfg.data.coarse))
+    if stage == "fine":
+        return models.from_config(cfg, kind="softmax")
+    previous = stage_dir(cfg, "frozen") / "last.keras"
+    if stage == "unfrozen" and cfg.train.stages.frozen:
+        model = models.load_model(previous)
+    else:
+        model = models.from_config(cfg)
+        for encoder_stage, encoder in ENCODER_OF.items():
+            if getattr(cfg.train.stages, encoder_stage):
+                source = models.load_model(stage_dir(cfg, encoder_stage) / "last.keras")
+                load_encoder(model, encoder, source)
+    set_encoders_frozen(model, stage == "frozen", cfg.train.frozen_bn)
+    return model
+
+
+class MergedHistory(keras.callbacks.Callback):
+    """After every epoch, rewrite the run's `history.csv` and `curves.png` from the
+    stages' own histories, with `stage`, `stage_epoch` and the run-wide `epoch`."""
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+
+    def on_epoch_end(self, epoch, logs=None):
+        merged = merged_history(self.cfg)
+        if merged is not None:
+            with atomic_path(self.cfg.run_dir / "history.csv") as tmp:
+                merged.to_csv(tmp, index=False)
+            reports.plot_history(self.cfg.run_dir / "history.csv",
+                                 self.cfg.run_dir / "curves.png")
+
+
+def merged_history(cfg: Config) -> pd.DataFrame | None:
+    """Every finished epoch of every stage, in run order; None before the first."""
+    frames = []
+    for stage, offset, _ in stage_plan(cfg):
+        path = stage_dir(cfg, stage) / "history.csv"
+        if path.is_file() and path.stat().st_size:
+            df = pd.read_csv(path)
+            df.insert(0, "stage_epoch", df["epoch"])
+            df.insert(0, "stage", stage)
+            df["epoch"] = df["stage_epoch"] + offset
+            frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def _publish_best(cfg: Config) -> dict:
+    """Copy the best combined epoch to the run's `best.keras` (and the last to
+    `last.keras`); write the run's `train_state.json`."""
+    run_dir, best = cfg.run_dir, None
+    combined = [(s, o, e) for s, o, e in stage_plan(cfg) if s in ("frozen", "unfrozen")]
+    for stage, offset, _ in combined:
+        state = json.loads((stage_dir(cfg, stage) / STATE_FILE).read_text())
+        key = (state["best"], -state.get("best_tie_break", float("inf")))
+        if best is None or key > best[0]:
+            best = (key, stage, offset, state)
+    _, stage, offset, state = best
+    with atomic_path(run_dir / "best.keras") as tmp:
+        shutil.copyfile(stage_dir(cfg, stage) / "best.keras", tmp)
+    with atomic_path(run_dir / "last.keras") as tmp:
+        shutil.copyfile(stage_dir(cfg, combined[-1][0]) / "last.keras", tmp)
+    final = {"stage": stage, "epoch": offset + int(state["best_epoch"]),
+             "best": state["best"], "best_epoch": offset + int(state["best_epoch"]),
+             "monitor": state["monitor"], "stages": {s: e for s, _, e in stage_plan(cfg)}}
+    atomic_write_json(run_dir / STATE_FILE, final)
+    return {**final, "run_dir": str(run_dir)}
+
+
+def _check_staged_run_dir(cfg: Config, resume: bool, overwrite: bool) -> None:
+    """Refuse to clobber a staged run; on resume, refuse other data, model or stages."""
+    run_dir = cfg.run_dir
+    started = (run_dir / STAGES_DIR).is_dir() or (run_dir / "best.keras").exists()
+    if resume and started:
+        check_same_settings(cfg)
+        saved = run_dir / "config.yaml"
+        if saved.is_file() and config_lib.load(saved).train.stages != cfg.train.stages:
+            raise RunExistsError(f"Cannot resume {run_dir}: train.stages differ from its "
+                                 f"config.yaml. Resume with the same stage lengths.")
+        return
+    if started and not overwrite:
+        raise RunExistsError(f"{run_dir} already holds a staged run. Pass --resume to "
+                             f"continue it, --overwrite to start again, or choose another "
+                             f"exp=NAME.")
+    if overwrite:
+        shutil.rmtree(run_dir / STAGES_DIR, ignore_errors=True)
+        for name in RUN_FILES:
+            (run_dir / name).unlink(missing_ok=True)
