@@ -37,10 +37,17 @@ def test_cli_end_to_end(tmp_path, capsys):
             assert (runs / exp / png).stat().st_size > 0
     capsys.readouterr()
 
-    assert main(["compare", str(runs / "two"), str(runs / "three")]) == 0
+    classes = json.loads((runs / "three" / "metrics.json").read_text())["classes"]
+    assert 0 <= classes["accuracy"] <= 1 and len(classes["per_class"]) == 3
+    assert (runs / "three" / "confusion_classes.png").stat().st_size > 0
+
+    assert main(["compare", str(runs / "two"), str(runs / "three"),
+                 "--plot", str(tmp_path / "runs.png")]) == 0
     table = capsys.readouterr().out
     assert "two (two_head, keras)" in table and "three (softmax, keras)" in table
     assert "main precision" in table and "latency ms" in table
+    assert "accuracy" in table  # the softmax run's class accuracy
+    assert (tmp_path / "runs.png").stat().st_size > 0
 
     image = next((data / "screens").glob("*.jpg"))
     shutil.copy(image, tmp_path / "with space.jpg")

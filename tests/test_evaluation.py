@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from tf_twohead import models
-from tf_twohead.evaluation import binary_metrics, compare, threshold_for_precision
+from tf_twohead.evaluation import binary_metrics, class_metrics, compare, threshold_for_precision
 from tf_twohead.inference import Predictor
 
 
@@ -41,3 +41,19 @@ def test_softmax_predictor_answers_the_heads_questions(tmp_path):
 def test_compare_needs_evaluated_runs(tmp_path):
     with pytest.raises(FileNotFoundError, match="tf-twohead evaluate"):
         compare([tmp_path])
+
+
+def test_class_metrics_accuracy_top5_and_per_class():
+    names = [f"c{i}" for i in range(7)]
+    truth = np.array([0, 1, 2, 3, 4, 5, 6, 0])
+    probs = np.full((8, 7), 0.01)
+    probs[np.arange(8), [0, 1, 2, 3, 4, 5, 0, 1]] = 0.9  # two wrong: 6 -> 0, 0 -> 1
+    probs[6, 6] = 0.02  # class 6 is second choice for image 6
+    probs[7, 0] = 0.001  # and image 7's true class is its last
+    m = class_metrics(truth, probs, names)
+    assert m["accuracy"] == pytest.approx(6 / 8)
+    assert m["top5"] == pytest.approx(7 / 8)
+    assert m["per_class"]["c0"] == {"precision": 0.5, "recall": 0.5,
+                                    "f1": pytest.approx(0.5), "support": 2}
+    assert m["per_class"]["c6"]["recall"] == 0.0 and m["per_class"]["c1"]["precision"] == 0.5
+    assert "top5" not in class_metrics(truth[:3] % 3, probs[:3, :3], names[:3])

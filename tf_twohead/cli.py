@@ -18,19 +18,38 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tf-twohead", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
-    d = sub.add_parser("data", help="write a demo dataset in the reference layout")
-    d.add_argument("source_name", choices=["fashion-mnist"])
-    d.add_argument("out", help="output dataset folder")
-    d.add_argument("--source", help="folder with the IDX files "
+    d = sub.add_parser("data", help="write a dataset in the reference layout "
+                       "(Fashion-MNIST, or any TFDS image-classification dataset)")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    f = dsub.add_parser("fashion-mnist", help="Fashion-MNIST from its IDX files (offline)")
+    f.add_argument("out", help="output dataset folder")
+    f.add_argument("--source", help="folder with the IDX files "
                    "(default: /usr/share/datasets/fashion-mnist, then the Keras download)")
-    d.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
-    d.add_argument("--train", type=int, default=6000)
-    d.add_argument("--val", type=int, default=1000)
-    d.add_argument("--test", type=int, default=2000)
-    d.add_argument("--seed", type=int, default=0)
+    f.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    f.add_argument("--train", type=int, default=6000)
+    f.add_argument("--val", type=int, default=1000)
+    f.add_argument("--test", type=int, default=2000)
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--classes", type=int, default=3, choices=[3, 10],
+                   help="3: the reference's classes (default); 10: Fashion-MNIST's own")
+    g = dsub.add_parser("tfds", help="any TFDS image-classification dataset, with an "
+                        "optional coarse label -> data.coarse (downloads when online)")
+    g.add_argument("name", help="TFDS name, e.g. oxford_iiit_pet, cifar100")
+    g.add_argument("out", help="output dataset folder")
+    g.add_argument("--label", default="label", help="the fine label feature (default: label)")
+    g.add_argument("--coarse-label", metavar="KEY",
+                   help="a coarse label feature (species, coarse_label) -> data.coarse")
+    g.add_argument("--size", type=int, metavar="PX",
+                   help="resize images to PX x PX (default: keep their size)")
+    g.add_argument("--val-fraction", type=float, default=0.2, metavar="F",
+                   help="share of the training split held out as val (default 0.2)")
+    g.add_argument("--limit", type=int, metavar="N", help="at most N images per split")
+    g.add_argument("--data-dir", help="TFDS data_dir (default: TFDS' own, ~/tensorflow_datasets)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
 
     t = sub.add_parser("train", help="train the model a config describes")
-    t.add_argument("--config", required=True, help="YAML file, e.g. configs/two_head.yaml")
+    t.add_argument("--config", required=True, action="append", help="YAML file, e.g. "
+                   "configs/two_head.yaml; repeat it to layer files (later ones win)")
     t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run")
     t.add_argument("--overwrite", action="store_true", help="start a finished run again")
@@ -38,8 +57,8 @@ def _parser() -> argparse.ArgumentParser:
 
     u = sub.add_parser("tune", help="search head widths (any config keys) with Keras Tuner; "
                        "trials table, Pareto fronts of accuracy against size and latency")
-    u.add_argument("--config", required=True, help="YAML with a tune: section, e.g. "
-                   "configs/tune_head_width.yaml")
+    u.add_argument("--config", required=True, action="append", help="YAML with a tune: "
+                   "section, e.g. configs/tune_head_width.yaml; repeat to layer files")
     u.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     u.add_argument("--overwrite", action="store_true",
                    help="delete the search folder and start again (default: continue it)")
@@ -62,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="the reference's results table for evaluated runs")
     c.add_argument("runs", nargs="+", metavar="RUN_DIR")
     c.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    c.add_argument("--plot", metavar="OUT.png", help="also draw train loss, valid loss and "
+                   "accuracy per epoch of the runs (a staged run on the same epoch axis)")
 
     r = sub.add_parser("predict", help="print one JSON object of probabilities per image")
     r.add_argument("model", metavar="MODEL", help=".keras or .tflite file")
@@ -119,10 +140,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _data(args) -> int:
+    if args.data_command == "tfds":
+        from tf_twohead.data.tfds import write_tfds
+
+        result = write_tfds(args.name, args.out, args.label, args.coarse_label, args.size,
+                            args.val_fraction, args.limit, args.data_dir, args.seed)
+        counts = result["counts"]
+        print(f"Wrote {args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        print(f"Its classes{' and coarse groups' if args.coarse_label else ''}: "
+              f"{result['config']}; train with e.g. tf-twohead train --config "
+              f"configs/combined.yaml --config {result['config']}")
+        return 0
     from tf_twohead.data.sources import write_fashion_mnist
 
     counts = write_fashion_mnist(args.out, args.source, args.size, args.train, args.val,
-                                 args.test, args.seed)
+                                 args.test, args.seed, classes=args.classes)
     print(f"Wrote {args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0
 
@@ -160,6 +192,11 @@ def _evaluate(args) -> int:
 def _compare(args) -> int:
     from tf_twohead import evaluation, reports
 
+    if args.plot:
+        print(f"Wrote {reports.plot_runs(evaluation.histories(args.runs), args.plot)}")
+        if not all(evaluation.has_metrics(run) for run in args.runs):
+            print("(no results table: evaluate every run first, tf-twohead evaluate RUN)")
+            return 0
     table = evaluation.compare(args.runs)
     if args.markdown:
         print(reports.markdown_table(table, "{:.3f}"))

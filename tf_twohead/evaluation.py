@@ -67,6 +67,25 @@ def binary_metrics(truth: np.ndarray, scores: np.ndarray, decisions: np.ndarray,
     }
 
 
+def class_metrics(class_ids: np.ndarray, probs: np.ndarray, class_names: list[str]) -> dict:
+    """Multi-class metrics of a softmax over the classes: accuracy, top-5 accuracy and
+    each class's precision, recall, F1 and support (argmax decisions)."""
+    labels = list(range(len(class_names)))
+    predicted = probs.argmax(axis=1)
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        class_ids, predicted, labels=labels, zero_division=0)
+    result = {
+        "accuracy": float(skm.accuracy_score(class_ids, predicted)),
+        "macro_f1": float(np.mean(f1)),
+        "per_class": {name: {"precision": float(p), "recall": float(r), "f1": float(f),
+                             "support": int(n)}
+                      for name, p, r, f, n in zip(class_names, precision, recall, f1, support)},
+    }
+    if len(labels) > 5:  # with 5 classes or fewer the top 5 always hold the answer
+        result["top5"] = float(skm.top_k_accuracy_score(class_ids, probs, k=5, labels=labels))
+    return result
+
+
 def threshold_for_precision(truth: np.ndarray, scores: np.ndarray, target: float) -> float:
     """The lowest threshold whose precision reaches `target` (the most recall); 1.0 if none."""
     truth = np.asarray(truth).astype(bool)
@@ -148,7 +167,7 @@ def evaluate(run_dir_or_model: str | Path, data_root: str | Path | None = None,
     result = {
         "model": str(model_path),
         "exp": cfg.exp if cfg else model_path.parent.name,
-        "kind": predictor.kind,
+        "kind": cfg.model.kind if cfg else predictor.kind,  # "combined" reads as softmax
         "format": model_path.suffix.lstrip("."),
         "quantization": (predictor.metadata or {}).get("quantization", "none"),
         "img_size": predictor.img_size,
@@ -157,6 +176,8 @@ def evaluate(run_dir_or_model: str | Path, data_root: str | Path | None = None,
         "images": len(data),
         "heads": heads,
     }
+    if predictor.kind == "softmax":
+        result["classes"] = class_metrics(data.class_ids, scores[SOFTMAX_OUTPUT], classes)
     if target_precision is not None:
         val_data, val_scores = run("val") if split != "val" else (data, scores)
         val_truth = encode_targets(val_data.class_ids, "two_head", predictor.heads, len(classes))
@@ -199,12 +220,13 @@ def _plots(predictor, data, truth, scores, decisions, out_dir: Path, prefix: str
                                     labels=[False, True]), ["no", "yes"])
         for name in predictor.heads
     }
-    if predictor.kind == "softmax":
-        labels = list(range(len(predictor.class_names)))
-        matrices["classes"] = (skm.confusion_matrix(
-            data.class_ids, scores[SOFTMAX_OUTPUT].argmax(axis=1), labels=labels),
-            predictor.class_names)
     reports.plot_confusions(matrices, out_dir / f"{prefix}confusion{suffix}.png")
+    if predictor.kind == "softmax":  # the class matrix alone, big enough for many classes
+        labels = list(range(len(predictor.class_names)))
+        matrix = skm.confusion_matrix(data.class_ids, scores[SOFTMAX_OUTPUT].argmax(axis=1),
+                                      labels=labels)
+        reports.plot_class_confusion(matrix, predictor.class_names,
+                                     out_dir / f"{prefix}confusion_classes{suffix}.png")
 
 
 def head_table(result: dict) -> pd.DataFrame:
@@ -221,20 +243,58 @@ def head_table(result: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def class_table(result: dict) -> pd.DataFrame:
+    """Per-class precision, recall, F1 and support of a softmax model's evaluation."""
+    return pd.DataFrame([{"class": name, **m}
+                         for name, m in result["classes"]["per_class"].items()])
+
+
 def report_markdown(result: dict) -> str:
     """A short Markdown report of one evaluation."""
+    classes = ""
+    if "classes" in result:
+        c = result["classes"]
+        top5 = f", top-5 {c['top5']:.4f}" if "top5" in c else ""
+        classes = (f"\n\nClasses: accuracy {c['accuracy']:.4f}{top5}, macro F1 "
+                   f"{c['macro_f1']:.4f}\n\n"
+                   + reports.markdown_table(class_table(result)))
     return (
         f"# {result['exp']} ({result['kind']}, {result['img_size']} px, "
         f"{result['format']}/{result['quantization']}) on "
         f"{result['split']} ({result['images']} images)\n\n"
         + reports.markdown_table(head_table(result))
         + f"\n\nLatency (file -> probabilities, median, 1 image at a time): "
-        f"{result['latency_ms']:.2f} ms; model file: {result['model_bytes'] / 1e6:.2f} MB\n"
+        f"{result['latency_ms']:.2f} ms; model file: {result['model_bytes'] / 1e6:.2f} MB"
+        + classes + "\n"
     )
+
+
+def histories(run_dirs: list[str | Path]) -> dict[str, pd.DataFrame]:
+    """Each run folder's `history.csv`, keyed by the folder's name (made unique)."""
+    out = {}
+    for run in run_dirs:
+        path = Path(run) / "history.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"No {path}: pass run folders that have trained.")
+        label = Path(run).name
+        while label in out:
+            label = f"{Path(run).parent.name}/{label}"
+        out[label] = pd.read_csv(path)
+    return out
+
+
+def has_metrics(path: str | Path) -> bool:
+    """Whether `compare` finds evaluated metrics for a run folder or model file."""
+    p = Path(path)
+    return (p.is_file() and p.suffix == ".json") or (
+        (p / "metrics.json") if p.is_dir() else metrics_file(p)).is_file()
 
 
 def compare(paths: list[str | Path], heads=("main", "aux")) -> pd.DataFrame:
     """The reference's results table for several evaluated runs.
+
+    Softmax-kind runs (the baselines, the combined model) add their class `accuracy`
+    and `top5`.
 
     Args:
         paths: run folders (their `metrics.json`), model files (the metrics
@@ -261,8 +321,12 @@ def compare(paths: list[str | Path], heads=("main", "aux")) -> pd.DataFrame:
             h = m["heads"].get(head, {})
             row[f"{head} precision"] = h.get("precision", float("nan"))
             row[f"{head} recall"] = h.get("recall", float("nan"))
+        row["accuracy"] = m.get("classes", {}).get("accuracy", float("nan"))
+        row["top5"] = m.get("classes", {}).get("top5", float("nan"))
         row["latency ms"] = m["latency_ms"]
         row["params"] = m.get("params", "")
         row["size MB"] = m["model_bytes"] / 1e6
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    empty = [c for c in ("accuracy", "top5") if table[c].isna().all()]
+    return table.drop(columns=empty)  # class accuracy only when a softmax run is compared

@@ -143,3 +143,52 @@ def _short_names(keys: list[str]) -> dict[str, str]:
 
 def _short(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def plot_class_confusion(matrix: np.ndarray, labels: list[str], out_png) -> Path:
+    """One multi-class confusion matrix (counts), sized for its number of classes."""
+    side = max(4.0, 0.55 * len(labels) + 2.0)
+    fig = Figure(figsize=(side + 1, side))
+    ax = fig.add_subplot(1, 1, 1)
+    image = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    if len(labels) <= 30:  # numbers stay readable
+        for (r, c), v in np.ndenumerate(matrix):
+            ax.text(c, r, str(v), ha="center", va="center", fontsize=7,
+                    color="white" if v > matrix.max() / 2 else "black")
+    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"classes ({int(matrix.sum())} images)")
+    return _save(fig, out_png)
+
+
+def plot_runs(histories: dict[str, pd.DataFrame], out_png, title: str = "") -> Path:
+    """Three panels, train loss, valid loss and accuracy, of several runs per epoch.
+
+    `histories` maps a run's label to its `history.csv` (with `epoch` 0-based over the
+    whole run). A staged run (a `stage` column) is drawn on the same epoch axis: its
+    fine-class stages as a line per stage, its coarse stage (another task, other
+    classes) left out, so an equal-budget baseline and the staged model line up.
+    """
+    fig = Figure(figsize=(15, 4.2))
+    panels = (("loss", "train loss"), ("val_loss", "valid loss"), ("val_accuracy", "accuracy"))
+    axes = [fig.add_subplot(1, 3, i + 1) for i in range(3)]
+    for color, (label, df) in enumerate(histories.items()):
+        parts = ([(label, df)] if "stage" not in df else
+                 [(f"{label}: {stage}", part) for stage, part in df.groupby("stage", sort=False)
+                  if stage != "coarse"])
+        for style, (name, part) in enumerate(parts):
+            for ax, (column, _) in zip(axes, panels):
+                if column in part:
+                    ax.plot(part["epoch"] + 1, part[column], ("o-", "s--", "^-", "d:")[style % 4],
+                            color=f"C{color}", label=name, ms=4)
+    for ax, (_, name) in zip(axes, panels):
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[2].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, out_png)

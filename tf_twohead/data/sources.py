@@ -31,6 +31,9 @@ from tf_twohead.fileio import atomic_write_text
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 FASHION_TO_CLASS = {0: 0, 2: 0, 3: 0, 4: 0, 1: 1, 5: 1, 7: 1, 8: 1, 9: 1, 6: 2}
 CLASS_FOLDERS = ("documents", "not a documents", "screens")
+# Fashion-MNIST's own 10 classes (`classes=10`), for the combined-encoders demo.
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                   "Sneaker", "Bag", "Ankle boot")
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -93,7 +96,8 @@ def _find(folder: Path, name: str) -> Path | None:
 
 def write_fashion_mnist(out: str | Path, source: str | Path | None = None, size: int = 64,
                         train: int = 6000, val: int = 1000, test: int = 2000,
-                        seed: int = 0, progress: bool = True) -> dict[str, int]:
+                        seed: int = 0, progress: bool = True, classes: int = 3
+                        ) -> dict[str, int]:
     """Write a Fashion-MNIST subset in the reference layout.
 
     Args:
@@ -104,10 +108,16 @@ def write_fashion_mnist(out: str | Path, source: str | Path | None = None, size:
             training set for our train and val splits.
         test: int. Images drawn from Fashion-MNIST's test set.
         seed: int. Sampling seed.
+        classes: int. 3: the reference's classes (the table above); 10: Fashion-MNIST's
+            own classes, ids 0-9 in folders named after them (`FASHION_CLASSES`).
 
     Returns:
         Rows written per split.
     """
+    if classes not in (3, 10):
+        raise ValueError(f"classes must be 3 (the reference's) or 10 (Fashion-MNIST's). "
+                         f"Received: classes={classes}")
+    folders = CLASS_FOLDERS if classes == 3 else [n.replace("/", "_") for n in FASHION_CLASSES]
     data = load_fashion_mnist(source)
     rng = np.random.default_rng(seed)
     xtr, ytr = data["train"]
@@ -119,14 +129,14 @@ def write_fashion_mnist(out: str | Path, source: str | Path | None = None, size:
     picks = {"train": (xtr, ytr, order[:train]), "val": (xtr, ytr, order[train:train + val]),
              "test": (xte, yte, rng.permutation(len(xte))[:test])}
     out = Path(out)
-    for folder in CLASS_FOLDERS:
+    for folder in folders:
         (out / folder).mkdir(parents=True, exist_ok=True)
     counts = {}
     for split, (images, labels, index) in picks.items():
         rows = []
         for i in tqdm(index, desc=f"Writing {split}", disable=not progress, unit="img"):
-            class_id = FASHION_TO_CLASS[int(labels[i])]
-            rel = f"{CLASS_FOLDERS[class_id]}/{split}_{i:05d}.jpg"
+            class_id = FASHION_TO_CLASS[int(labels[i])] if classes == 3 else int(labels[i])
+            rel = f"{folders[class_id]}/{split}_{i:05d}.jpg"
             img = Image.fromarray(images[i], "L")
             if size != img.width:
                 img = img.resize((size, size), Image.Resampling.BILINEAR)
@@ -138,6 +148,8 @@ def write_fashion_mnist(out: str | Path, source: str | Path | None = None, size:
     atomic_write_text(out / "README.txt", (
         "Fashion-MNIST in the tf-twohead layout. Class ids: 0 document = T-shirt/top, "
         "Pullover, Dress, Coat; 1 not a document = Trouser, Sandal, Sneaker, Bag, "
-        "Ankle boot; 2 screen = Shirt.\n"))
+        "Ankle boot; 2 screen = Shirt.\n") if classes == 3 else (
+        "Fashion-MNIST in the tf-twohead layout, its own 10 classes: "
+        + ", ".join(f"{i} {n}" for i, n in enumerate(FASHION_CLASSES)) + ".\n"))
     return counts
 
