@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test test-fast demo bench bench-tflite bench-parity bench-backbones bench-tune lint
+.PHONY: install test test-fast demo bench bench-tflite bench-parity bench-backbones bench-tune bench-combined lint
 
 install: $(VENV)/.installed
 
@@ -47,3 +47,7 @@ bench-tune: install
 
 lint: install
 	$(BIN)/ruff check tf_twohead tests bench
+
+# The combined-encoders demo: staged vs equal-budget baseline vs control, 3 seeds (fm10).
+bench-combined: install
+	$(BIN)/python bench/combined_encoders.py --data demo_data/fm10
