@@ -17,6 +17,10 @@ An interrupted run resumes where it stopped when the script is run again (its ti
 then that of the last, resumed part).
 
     python bench/combined_encoders.py [--data demo_data/fm10] [--seeds 1,2,3]
+    python bench/combined_encoders.py --stages 10,10,1,9   # the post's 30-epoch budget
+
+`--stages A,B,C,D` sets the staged run's coarse, fine, frozen and unfrozen epochs; the
+baseline and the control then get their sum (run names gain `_e<sum>`).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from timing import cpu_flags  # noqa: E402 - bench/ is the script's folder
 
 import tf_twohead  # noqa: E402,F401 - oneDNN on before TensorFlow loads
 
+STAGES = ("coarse", "fine", "frozen", "unfrozen")
 RUNS = {"combined": "configs/combined.yaml", "baseline": "configs/combined_baseline.yaml",
         "control": "configs/combined_control.yaml"}
 
@@ -57,8 +62,21 @@ def main() -> None:
     p.add_argument("--data", default="demo_data/fm10")
     p.add_argument("--output-dir", default="saved_models/combined_demo")
     p.add_argument("--seeds", default="1,2,3")
-    p.add_argument("--figure", default="saved_models/combined_demo/combined_encoders.png")
+    p.add_argument("--figure", help="the 3-panel figure (default: <output-dir>/"
+                   "combined_encoders[_e<epochs>].png)")
+    p.add_argument("--stages", default="4,4,1,3", help="coarse,fine,frozen,unfrozen epochs")
     args = p.parse_args()
+    stages = [int(e) for e in args.stages.split(",")]
+    total = sum(stages)
+    budget = {
+        "combined": ["train.stages={" + ", ".join(
+            f"{k}: {v}" for k, v in zip(STAGES, stages)) + "}"],
+        "baseline": [f"train.epochs={total}"],
+        "control": [f"train.stages.unfrozen={total}"],
+    }
+    tag = "" if stages == [4, 4, 1, 3] else f"_e{total}"
+    figure = args.figure or str(Path(args.output_dir) / f"combined_encoders{tag}.png")
+    print(f"Budget: {total} epochs; staged {dict(zip(STAGES, stages))}")
     print(f"CPU vector flags: {cpu_flags()}")
     if not Path(args.data, "test.csv").is_file():
         cli("data", "fashion-mnist", args.data, "--classes", "10", "--size", "64",
@@ -67,12 +85,12 @@ def main() -> None:
     results: dict[str, dict[int, dict]] = {name: {} for name in RUNS}
     for seed in seeds:
         for name, config_path in RUNS.items():
-            run = Path(args.output_dir) / f"{name}_s{seed}"
+            run = Path(args.output_dir) / f"{name}{tag}_s{seed}"
             if not (run / "metrics.json").is_file():
                 start = time.perf_counter()
                 cli("train", "--config", config_path, f"data.root={args.data}",
                     f"output_dir={args.output_dir}", f"exp={run.name}", f"train.seed={seed}",
-                    "--resume")
+                    *budget[name], "--resume")
                 seconds = time.perf_counter() - start
                 if not (run / "bench_seconds.json").is_file():
                     (run / "bench_seconds.json").write_text(json.dumps({"seconds": seconds}))
@@ -106,8 +124,8 @@ def main() -> None:
         print(f"| {name} | {spread('accuracy')} | {spread('top5')} | {spread('macro_f1')} | "
               f"{rows[0]['params']:,} | {rows[0]['tflite_kb']:.0f} | "
               f"{statistics.mean(r['minutes'] for r in rows):.1f} |")
-    first = [str(Path(args.output_dir) / f"{name}_s{seeds[0]}") for name in RUNS]
-    cli("compare", *first, "--plot", args.figure, "--markdown")
+    first = [str(Path(args.output_dir) / f"{name}{tag}_s{seeds[0]}") for name in RUNS]
+    cli("compare", *first, "--plot", figure, "--markdown")
 
 
 if __name__ == "__main__":
