@@ -37,7 +37,7 @@ import keras
 import pandas as pd
 
 from tf_twohead import config as config_lib
-from tf_twohead import models, reports
+from tf_twohead import distribute, models, reports
 from tf_twohead.config import STAGES, Config
 from tf_twohead.data.pipeline import datasets_for, load_splits
 from tf_twohead.data.splits import encode_targets
@@ -127,13 +127,14 @@ def train_staged(cfg: Config, resume: bool = False, overwrite: bool = False,
         steps = steps_per_epoch(cfg, train_ds)
         if cfg.train.steps_per_epoch:
             train_ds = train_ds.repeat()
-        if state:
-            model = models.load_model(folder / "last.keras", compile=True)  # optimizer state
-        else:
-            keras.utils.set_random_seed(cfg.train.seed + STAGES.index(stage))
-            model = _stage_model(cfg, stage)
-            compile_model(model, cfg, total_steps=epochs * steps,
-                          heads={} if stage == "coarse" else None)
+        with distribute.scope(cfg):
+            if state:
+                model = models.load_model(folder / "last.keras", compile=True)  # + optimizer
+            else:
+                keras.utils.set_random_seed(cfg.train.seed + STAGES.index(stage))
+                model = _stage_model(cfg, stage)
+                compile_model(model, cfg, total_steps=epochs * steps,
+                              heads={} if stage == "coarse" else None)
         run_callbacks = [
             *schedule_callbacks(cfg),
             keras.callbacks.CSVLogger(str(folder / "history.csv"), append=done > 0),
