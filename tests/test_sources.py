@@ -45,6 +45,18 @@ def test_fashion_mnist_is_written_in_the_reference_layout(tmp_path):
     assert not (tmp_path / "ds" / "train.csv").read_text().startswith("0,")  # headerless
 
 
+def test_fashion_mnist_keeps_its_10_classes_for_the_combined_demo(tmp_path):
+    source = fake_fashion_mnist(tmp_path / "idx")  # labels 0..9 in turn
+    write_fashion_mnist(tmp_path / "ds", source, size=32, train=40, val=10, test=20,
+                        progress=False, classes=10)
+    rows, problems = read_split(tmp_path / "ds" / "test.csv", 10)
+    assert problems == [] and {r.class_id for r in rows} == set(range(10))
+    by_folder = {r.path.split("/")[0]: r.class_id for r in rows}
+    assert by_folder["T-shirt_top"] == 0 and by_folder["Shirt"] == 6
+    with pytest.raises(ValueError, match="classes must be 3"):
+        write_fashion_mnist(tmp_path / "x", source, classes=5, progress=False)
+
+
 def test_class_mapping_makes_shirt_the_screen_class():
     assert FASHION_TO_CLASS[6] == 2  # Shirt: the hard main task
     assert {k for k, v in FASHION_TO_CLASS.items() if v == 1} == {1, 5, 7, 8, 9}
