@@ -47,7 +47,7 @@ def test_fashion_mnist_is_written_in_the_reference_layout(tmp_path):
 
 def test_fashion_mnist_keeps_its_10_classes_for_the_combined_demo(tmp_path):
     source = fake_fashion_mnist(tmp_path / "idx")  # labels 0..9 in turn
-    write_fashion_mnist(tmp_path / "ds", source, size=32, train=40, val=10, test=20,
+    write_fashion_mnist(tmp_path / "ds", source, size=32, train=40, val=10, test=30,
                         progress=False, classes=10)
     rows, problems = read_split(tmp_path / "ds" / "test.csv", 10)
     assert problems == [] and {r.class_id for r in rows} == set(range(10))
