@@ -118,6 +118,35 @@ def test_parity_check_compares_decisions_and_f1(trained, tmp_path):
     assert not flipped["passed"] and flipped["heads"]["main"]["agreement"] < 0.98
 
 
+def test_parity_of_softmax_models_bounds_class_accuracy(trained):
+    reference = Predictor(trained["softmax"] / "best.keras")
+    images = np.random.default_rng(0).integers(0, 256, (10, 64, 64, 3), dtype=np.uint8)
+    class_ids = reference.predict_arrays(images)["probs"].argmax(axis=1)  # keras: 100%
+    truth = {name: np.isin(class_ids, ids).astype(int) for name, ids in reference.heads.items()}
+    same = compare_predictions(reference, reference, images, truth, "dynamic", "main",
+                               class_ids=class_ids)
+    assert same["passed"] and same["classes"]["agreement"] == 1.0
+    assert same["bound"] == {"min_agreement": 0.98, "max_accuracy_drop": 0.01}
+
+    class OneClassOff:  # a candidate that moves one image to another class
+        heads, thresholds = reference.heads, {}
+
+        def predict_arrays(self, x):
+            scores = reference.predict_arrays(x)
+            probs = scores["probs"].copy()
+            probs[0] = np.roll(probs[0], 1)
+            return reference.head_scores({"probs": probs})
+
+        def decisions(self, scores):
+            return reference.decisions(scores)
+
+    off = compare_predictions(reference, OneClassOff(), images, truth, "dynamic", "main",
+                              class_ids=class_ids)
+    assert not off["passed"]
+    assert off["classes"]["agreement"] == 0.9
+    assert off["classes"]["accuracy_change"] == pytest.approx(-0.1)
+
+
 def test_metadata_round_trip_without_tensorflow(trained):
     result = export.to_tflite(trained["two_head"], "float16", progress=False)
     path = trained["two_head"] / "best.float16.tflite"

@@ -187,7 +187,7 @@ def to_tflite(model_path: str | Path, quantize: str = "none", calibration: int =
         key_head = "main" if "main" in reference.heads else next(iter(reference.heads))
         report = compare_predictions(reference, candidate, val_images,
                                      {k: v[:, 0] for k, v in truth.items()}, quantize,
-                                     key_head)
+                                     key_head, class_ids=val_ids)
         if not report["passed"]:
             failed = out.with_name(out.name.replace(".tflite", ".parity-failed.tflite"))
             tmp_file.replace(failed)

@@ -9,12 +9,18 @@ threshold and the change in F1. Each quantization mode has a bound:
 | none (float32)  | max |Δp| <= 1e-4                                       |
 | float16         | max |Δp| <= 1e-2                                       |
 | dynamic, int8   | agreement >= 98% and main-head F1 drop <= 1 point      |
+
+A softmax-output model (softmax, combined) is also compared class by class: the
+agreement of its argmax and its accuracy over all classes. For dynamic and int8 the
+bound is then on class accuracy (drop <= 1 point) instead of the main head's F1: every
+image counts, while a head with 100 positives loses 2 F1 points to 4 flipped images.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from tf_twohead.config import SOFTMAX_OUTPUT
 from tf_twohead.evaluation import binary_metrics
 
 PROBABILITY_BOUNDS = {"none": 1e-4, "float16": 1e-2}
@@ -23,7 +29,8 @@ MAX_F1_DROP = 0.01
 
 
 def compare_predictions(reference, candidate, images: np.ndarray, truth: dict,
-                        quantization: str, key_head: str) -> dict:
+                        quantization: str, key_head: str,
+                        class_ids: np.ndarray | None = None) -> dict:
     """Run two `Predictor`s on the same images and judge the candidate.
 
     Args:
@@ -33,6 +40,8 @@ def compare_predictions(reference, candidate, images: np.ndarray, truth: dict,
         truth: dict. Head name -> `(N,)` binary labels, for the F1 change.
         quantization: str. Selects the bound (see the module docstring).
         key_head: str. The head whose F1 drop is bounded for dynamic and int8.
+        class_ids: int array `(N,)` or None. True classes; with a softmax-output model
+            the classes are compared too, and bound class accuracy instead of F1.
 
     Returns:
         `{"quantization", "images", "bound", "passed", "heads": {name: {...}}}`.
@@ -52,16 +61,32 @@ def compare_predictions(reference, candidate, images: np.ndarray, truth: dict,
             "f1_converted": f1_new,
             "f1_change": f1_new - f1_ref,
         }
+    classes = None
+    if class_ids is not None and SOFTMAX_OUTPUT in ref_scores:
+        ref_class = ref_scores[SOFTMAX_OUTPUT].argmax(axis=1)
+        new_class = new_scores[SOFTMAX_OUTPUT].argmax(axis=1)
+        classes = {"agreement": float(np.mean(ref_class == new_class)),
+                   "accuracy_keras": float(np.mean(ref_class == class_ids)),
+                   "accuracy_converted": float(np.mean(new_class == class_ids))}
+        classes["accuracy_change"] = classes["accuracy_converted"] - classes["accuracy_keras"]
     if quantization in PROBABILITY_BOUNDS:
         bound = {"max_abs_diff": PROBABILITY_BOUNDS[quantization]}
         passed = all(h["max_abs_diff"] <= bound["max_abs_diff"] for h in heads.values())
+    elif classes is not None:
+        bound = {"min_agreement": MIN_AGREEMENT, "max_accuracy_drop": MAX_F1_DROP}
+        passed = (all(h["agreement"] >= MIN_AGREEMENT for h in heads.values())
+                  and classes["agreement"] >= MIN_AGREEMENT
+                  and classes["accuracy_change"] >= -MAX_F1_DROP)
     else:
         bound = {"min_agreement": MIN_AGREEMENT, "max_f1_drop": MAX_F1_DROP,
                  "f1_head": key_head}
         passed = (all(h["agreement"] >= MIN_AGREEMENT for h in heads.values())
                   and heads[key_head]["f1_change"] >= -MAX_F1_DROP)
-    return {"quantization": quantization, "images": int(len(images)), "bound": bound,
-            "passed": bool(passed), "heads": heads}
+    report = {"quantization": quantization, "images": int(len(images)), "bound": bound,
+              "passed": bool(passed), "heads": heads}
+    if classes is not None:
+        report["classes"] = classes
+    return report
 
 
 def summary_lines(report: dict) -> list[str]:
@@ -72,4 +97,9 @@ def summary_lines(report: dict) -> list[str]:
         lines.append(f"  {name:>8}: max |dp| {h['max_abs_diff']:.2e}  agreement "
                      f"{h['agreement']:.2%}  F1 {h['f1_keras']:.4f} -> {h['f1_converted']:.4f}"
                      f" ({h['f1_change']:+.4f})")
+    if "classes" in report:
+        c = report["classes"]
+        lines.append(f"   classes: agreement {c['agreement']:.2%}  accuracy "
+                     f"{c['accuracy_keras']:.4f} -> {c['accuracy_converted']:.4f} "
+                     f"({c['accuracy_change']:+.4f})")
     return lines
