@@ -144,7 +144,7 @@ def test_best_checkpoint_ties_are_broken_by_validation_loss(tmp_path):
 def test_resume_keeps_the_tie_break_of_the_best_epoch(tmp_path):
     state = {"best": 0.0, "best_epoch": 2, "best_tie_break": 0.5}
     callback = training.RunCheckpoint(tmp_path, "val_main_f1",
-                                      **training._checkpoint_state(state))
+                                      **training.checkpoint_state(state))
     assert not callback.is_better(0.0, 0.6)
     assert callback.is_better(0.0, 0.4)
 

@@ -283,11 +283,18 @@ def histories(run_dirs: list[str | Path]) -> dict[str, pd.DataFrame]:
     return out
 
 
+def metrics_path(path: str | Path) -> Path:
+    """Where `compare` reads the test metrics of a run folder, a model file or a
+    metrics `.json` file."""
+    p = Path(path)
+    if p.suffix == ".json":
+        return p
+    return p / "metrics.json" if p.is_dir() else metrics_file(p)
+
+
 def has_metrics(path: str | Path) -> bool:
     """Whether `compare` finds evaluated metrics for a run folder or model file."""
-    p = Path(path)
-    return (p.is_file() and p.suffix == ".json") or (
-        (p / "metrics.json") if p.is_dir() else metrics_file(p)).is_file()
+    return metrics_path(path).is_file()
 
 
 def compare(paths: list[str | Path], heads=("main", "aux")) -> pd.DataFrame:
@@ -303,17 +310,11 @@ def compare(paths: list[str | Path], heads=("main", "aux")) -> pd.DataFrame:
     """
     rows = []
     for p in paths:
-        p = Path(p)
-        if p.suffix == ".json":
-            metrics_path = p
-        elif p.is_dir():
-            metrics_path = p / "metrics.json"
-        else:
-            metrics_path = metrics_file(p)
-        if not metrics_path.is_file():
+        metrics_json = metrics_path(p)
+        if not metrics_json.is_file():
             raise FileNotFoundError(
-                f"No {metrics_path}: run `tf-twohead evaluate {p}` first.")
-        m = json.loads(metrics_path.read_text())
+                f"No {metrics_json}: run `tf-twohead evaluate {p}` first.")
+        m = json.loads(metrics_json.read_text())
         fmt = m.get("format", "keras")
         fmt += "" if m.get("quantization", "none") == "none" else f" {m['quantization']}"
         row = {"model": f"{m['exp']} ({m['kind']}, {fmt})", "img size": m["img_size"]}

@@ -39,20 +39,20 @@ import pandas as pd
 from tf_twohead import config as config_lib
 from tf_twohead import distribute, models, reports
 from tf_twohead.config import STAGES, Config
-from tf_twohead.data.pipeline import datasets_for, load_splits
+from tf_twohead.data.pipeline import datasets_for
 from tf_twohead.data.splits import encode_targets
 from tf_twohead.fileio import atomic_path, atomic_write_json
 from tf_twohead.models.combined import load_encoder, set_encoders_frozen
 from tf_twohead.training import (
     STATE_FILE,
-    PlotCurves,
     RunCheckpoint,
     RunExistsError,
-    _checkpoint_state,
     check_same_settings,
+    checkpoint_state,
     compile_model,
+    load_run_splits,
     resumable_state,
-    schedule_callbacks,
+    run_callbacks,
     steps_per_epoch,
     warn_if_onednn_off,
 )
@@ -104,10 +104,7 @@ def train_staged(cfg: Config, resume: bool = False, overwrite: bool = False,
     run_dir.mkdir(parents=True, exist_ok=True)
     config_lib.dump(cfg, run_dir / "config.yaml")
     fetch_pretrained(cfg.model, cfg.data.img_size)
-    splits = load_splits(cfg, ("train", "val", "test"))  # every split checked before stage 1
-    for split in splits.values():
-        if split.dropped:
-            print(split.dropped)
+    splits = load_run_splits(cfg)  # every split checked before stage 1
     if verbose is None:
         verbose = "auto" if sys.stdout.isatty() else 2
     plan = stage_plan(cfg)
@@ -135,17 +132,12 @@ def train_staged(cfg: Config, resume: bool = False, overwrite: bool = False,
                 model = _stage_model(cfg, stage)
                 compile_model(model, cfg, total_steps=epochs * steps,
                               heads={} if stage == "coarse" else None)
-        run_callbacks = [
-            *schedule_callbacks(cfg),
-            keras.callbacks.CSVLogger(str(folder / "history.csv"), append=done > 0),
-            keras.callbacks.TensorBoard(str(run_dir / "logs" / stage), profile_batch=0),
-            RunCheckpoint(folder, stage_monitor(cfg, stage), **_checkpoint_state(state)),
-            PlotCurves(folder),
-            MergedHistory(cfg),
-            *(callbacks or []),
-        ]
+        checkpoint = RunCheckpoint(folder, stage_monitor(cfg, stage), **checkpoint_state(state))
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=done,
-                  steps_per_epoch=cfg.train.steps_per_epoch, callbacks=run_callbacks,
+                  steps_per_epoch=cfg.train.steps_per_epoch,
+                  callbacks=run_callbacks(cfg, folder, checkpoint, done > 0,
+                                          run_dir / "logs" / stage,
+                                          [MergedHistory(cfg), *(callbacks or [])]),
                   shuffle=False, verbose=verbose)
     final = _publish_best(cfg)
     print(f"Done: best {final['monitor']}={final['best']:.4f} at run epoch "

@@ -185,12 +185,6 @@ class PlotCurves(keras.callbacks.Callback):
             reports.plot_history(history, self.run_dir / "curves.png")
 
 
-def monitor_name(cfg: Config) -> str:
-    """The logged metric that chooses `best.keras` (`train.monitor`, else the validation
-    F1 of `train.monitor_head`)."""
-    return cfg.monitor
-
-
 def warn_if_onednn_off() -> None:
     """Say so when TensorFlow runs without its oneDNN kernels on an x86 CPU.
 
@@ -227,11 +221,11 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False,
     Returns:
         The run state: `{"epoch", "best", "best_epoch", "monitor", "run_dir"}`.
     """
-    warn_if_onednn_off()
-    if cfg.model.kind == "combined":
+    if cfg.model.kind == "combined":  # four staged fits, one run folder
         from tf_twohead.stages import train_staged
 
         return train_staged(cfg, resume, overwrite, verbose, callbacks)
+    warn_if_onednn_off()
     run_dir = cfg.run_dir
     state = _check_run_dir(cfg, resume, overwrite)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -239,11 +233,7 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False,
 
     if not state:  # download/convert pretrained weights now: fail before the data work
         fetch_pretrained(cfg.model, cfg.data.img_size)
-    # Validate (and cache) every split, including test, before the first step.
-    splits = load_splits(cfg, ("train", "val", "test"))
-    for split in splits.values():
-        if split.dropped:
-            print(split.dropped)
+    splits = load_run_splits(cfg)
     train_ds, val_ds = datasets_for(cfg, splits["train"]), datasets_for(cfg, splits["val"])
     with distribute.scope(cfg):
         if state:
@@ -252,6 +242,30 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False,
             keras.utils.set_random_seed(cfg.train.seed)
             model = models.from_config(cfg)  # compiled in fit_run, once its trainable set is known
     return fit_run(model, cfg, train_ds, val_ds, state, verbose, callbacks)
+
+
+def load_run_splits(cfg: Config) -> dict:
+    """Validate (and cache) every split, test included, before the first step; say what
+    `data.on_bad_image=skip` dropped."""
+    splits = load_splits(cfg, ("train", "val", "test"))
+    for split in splits.values():
+        if split.dropped:
+            print(split.dropped)
+    return splits
+
+
+def run_callbacks(cfg: Config, folder: Path, checkpoint: RunCheckpoint, append: bool,
+                  logs_dir: Path, extra: list | None = None) -> list:
+    """The callbacks of one fit into a run folder: the step schedule (if any),
+    `history.csv`, TensorBoard logs, the checkpoint, `curves.png`, then `extra`."""
+    return [
+        *schedule_callbacks(cfg),
+        keras.callbacks.CSVLogger(str(Path(folder) / "history.csv"), append=append),
+        keras.callbacks.TensorBoard(str(logs_dir), profile_batch=0),
+        checkpoint,
+        PlotCurves(folder),
+        *(extra or []),
+    ]
 
 
 def resumable_state(run_dir: Path) -> dict | None:
@@ -298,8 +312,8 @@ def fit_run(model: keras.Model, cfg: Config, train_ds, val_ds, state: dict | Non
     if cfg.train.steps_per_epoch:
         train_ds = train_ds.repeat()
 
-    monitor = monitor_name(cfg)
-    checkpoint = RunCheckpoint(run_dir, monitor, **_checkpoint_state(state))
+    monitor = cfg.monitor
+    checkpoint = RunCheckpoint(run_dir, monitor, **checkpoint_state(state))
     if verbose is None:
         verbose = "auto" if sys.stdout.isatty() else 2
     # With train.freeze_epochs, two fits: the heads on a frozen backbone, then everything.
@@ -317,16 +331,10 @@ def fit_run(model: keras.Model, cfg: Config, train_ds, val_ds, state: dict | Non
         if cfg.train.freeze_epochs:
             print(f"Epochs {initial_epoch + 1}-{end}: backbone "
                   f"{'frozen (its BatchNorm in inference mode)' if frozen else 'unfrozen'}.")
-        run_callbacks = [
-            *schedule_callbacks(cfg),
-            keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=initial_epoch > 0),
-            keras.callbacks.TensorBoard(str(run_dir / "logs"), profile_batch=0),
-            checkpoint,
-            PlotCurves(run_dir),
-            *(callbacks or []),
-        ]
         model.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=initial_epoch,
-                  steps_per_epoch=cfg.train.steps_per_epoch, callbacks=run_callbacks,
+                  steps_per_epoch=cfg.train.steps_per_epoch,
+                  callbacks=run_callbacks(cfg, run_dir, checkpoint, initial_epoch > 0,
+                                          run_dir / "logs", callbacks),
                   shuffle=False, verbose=verbose)
         initial_epoch = end
     final = json.loads((run_dir / STATE_FILE).read_text())
@@ -366,7 +374,7 @@ def set_backbone_trainable(model: keras.Model, trainable: bool) -> bool:
     return changed
 
 
-def _checkpoint_state(state: dict | None) -> dict:
+def checkpoint_state(state: dict | None) -> dict:
     """The best-so-far of an interrupted run, as `RunCheckpoint` arguments."""
     if not state:
         return {}

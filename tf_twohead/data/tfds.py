@@ -87,10 +87,13 @@ def write_tfds(name: str, out: str | Path, label: str = "label",
         ds = builder.as_dataset(split=split, shuffle_files=False)
         if limit:
             ds = ds.take(limit)
-        examples = list(tqdm(tfds.as_numpy(ds), desc=f"Reading {name}/{split}",
-                             disable=not progress, unit="img"))
+        count = int(ds.cardinality())  # TFDS splits know their size: stream, one image
+        if count < 0:                    # in memory at a time; else count them first
+            count = sum(1 for _ in ds)
         targets = ("test",) if split != "train" else ("train", "val")
-        held_out = _held_out(len(examples), val_fraction, rng) if split == "train" else None
+        held_out = _held_out(count, val_fraction, rng) if split == "train" else None
+        examples = tqdm(tfds.as_numpy(ds), total=count, desc=f"Writing {name}/{split}",
+                        disable=not progress, unit="img")
         for index, example in enumerate(examples):
             fine = int(example[label])
             if coarse_label:
@@ -155,8 +158,10 @@ def _write_image(array: np.ndarray, path: Path, size: int | None) -> None:
     image = Image.fromarray(array)
     if size:
         image = image.resize((size, size), Image.Resampling.BILINEAR)
+    if image.mode not in ("L", "RGB"):  # JPEG holds grayscale or RGB
+        image = image.convert("RGB")
     path.parent.mkdir(parents=True, exist_ok=True)
-    image.convert("RGB" if image.mode not in ("L", "RGB") else image.mode).save(path, quality=95)
+    image.save(path, quality=95)
 
 
 def _coarse_groups(pairs: dict[int, set], fine_names: list[str],
