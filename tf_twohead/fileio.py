@@ -1,4 +1,5 @@
-"""Atomic file writes: write to a temporary file beside the target, then rename.
+"""File helpers: atomic writes (a temporary file beside the target, then a rename) and
+hashing.
 
 A rename within one folder is atomic on POSIX, so a reader (or a run interrupted
 mid-write) sees either the old file or the new one, never a half-written one.
@@ -7,6 +8,7 @@ mid-write) sees either the old file or the new one, never a half-written one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -48,3 +50,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike, data) -> Path:
     """Write `data` as indented JSON to `path` atomically and return the path."""
     return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -8,30 +8,24 @@ beside the model as `<model>.metadata.json`.
 
 Example:
 
->>> read_metadata("best.tflite")["heads"]["main"]
+>>> read("best.tflite")["heads"]["main"]
 {'positive_ids': [2], 'positive_names': ['screen'], 'threshold': 0.5}
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import zipfile
 from pathlib import Path
 
+from tf_twohead.defaults import IMAGENET_MEAN, IMAGENET_STD
+from tf_twohead.fileio import sha256
+from tf_twohead.version import __version__
+
 METADATA_NAME = "tf_twohead_metadata.json"
 FORMAT = "tf-twohead/tflite-metadata"
 FORMAT_VERSION = 1
-
-
-def sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def describe(kind: str, output_names: list[str], heads: dict[str, list[int]],
@@ -53,9 +47,6 @@ def describe(kind: str, output_names: list[str], heads: dict[str, list[int]],
         normalization: `(mean, std)` the model normalises [0, 1] pixels with inside
             (`models.input_normalization`); defaults to ImageNet's.
     """
-    from tf_twohead import __version__
-    from tf_twohead.models.backbones import IMAGENET_MEAN, IMAGENET_STD
-
     mean, std = normalization or (IMAGENET_MEAN, IMAGENET_STD)
 
     thresholds = thresholds or {}

@@ -12,14 +12,16 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tf_twohead.defaults import TOP_K, class_metric_names
 
-def head_metrics(prefix: str = "") -> list[keras.metrics.Metric]:
+
+def head_metrics() -> list[keras.metrics.Metric]:
     """Precision, recall, F1 (at 0.5) and AUC of one sigmoid head."""
     return [
-        keras.metrics.Precision(name=f"{prefix}precision"),
-        keras.metrics.Recall(name=f"{prefix}recall"),
-        keras.metrics.F1Score(average="micro", threshold=0.5, name=f"{prefix}f1"),
-        keras.metrics.AUC(name=f"{prefix}auc"),
+        keras.metrics.Precision(name="precision"),
+        keras.metrics.Recall(name="recall"),
+        keras.metrics.F1Score(average="micro", threshold=0.5, name="f1"),
+        keras.metrics.AUC(name="auc"),
     ]
 
 
@@ -94,6 +96,6 @@ def class_metrics(num_classes: int) -> list[keras.metrics.Metric]:
     """Accuracy over the classes of a softmax output, and top-5 accuracy when there are
     more than 5 classes (logged as `accuracy`, `top5`)."""
     out = [keras.metrics.CategoricalAccuracy(name="accuracy")]
-    if num_classes > 5:
-        out.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5"))
+    if "top5" in class_metric_names(num_classes):
+        out.append(keras.metrics.TopKCategoricalAccuracy(k=TOP_K, name="top5"))
     return out

@@ -23,7 +23,7 @@ import math
 import keras
 from keras import ops
 
-from tf_twohead.config import WEIGHT_DECAY_MODES
+from tf_twohead.defaults import WEIGHT_DECAY_MODES
 
 
 @keras.saving.register_keras_serializable(package="tf_twohead")

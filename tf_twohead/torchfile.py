@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tf_twohead.errors import TorchFileError
+
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER
 LEGACY_PROTOCOL = 1001
 
@@ -37,10 +39,6 @@ STORAGE_DTYPES = {
     "LongStorage": "<i8", "IntStorage": "<i4",
     "ShortStorage": "<i2", "CharStorage": "i1", "ByteStorage": "u1", "BoolStorage": "?",
 }
-
-
-class TorchFileError(ValueError):
-    """A file that is not a readable PyTorch state_dict; the message says why."""
 
 
 @dataclass

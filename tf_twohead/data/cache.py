@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from tf_twohead.config import Config
 from tf_twohead.data.images import load_rgb
 from tf_twohead.data.splits import DataError, Problem, Row, read_split, resolve, split_csv
 from tf_twohead.fileio import atomic_path, atomic_write_json
@@ -62,8 +63,8 @@ def load_split(root: str | Path, split: str, img_size: int, num_classes: int,
         on_bad_image: str. "error" raises `DataError` listing every bad row (malformed,
             unknown class id, missing file, undecodable image) in one report; "skip"
             drops them and reports how many and why.
-        cache_dir: str or None. Where resized arrays are kept; None means
-            `<root>/.tf_twohead_cache`.
+        cache_dir: str or None. Where resized arrays are kept; None means the default
+            config's `Config.cache_dir` (`saved_models/cache`), as a run's would be.
         workers: int. Decoding threads; 0 means one per CPU core.
         progress: bool. Show a progress bar while decoding.
 
@@ -90,8 +91,7 @@ def scan_split(root: str | Path, split: str, img_size: int, num_classes: int,
     """
     csv_path = split_csv(root, split)
     rows, problems = read_split(csv_path, num_classes)
-    folder = _cache_folder(cache_dir or Path(root) / ".tf_twohead_cache", csv_path, rows,
-                           split, img_size)
+    folder = _cache_folder(cache_dir or Config().cache_dir, csv_path, rows, split, img_size)
     meta_path = folder / "meta.json"
     if not rows:
         images, meta = np.zeros((0, img_size, img_size, 3), np.uint8), {"bad": {}}

@@ -14,8 +14,6 @@ Example:
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -111,8 +109,7 @@ def load_splits(cfg, splits=("train", "val"), root: str | None = None, progress=
     """
     data = cfg.data
     root = root or data.root
-    cache_dir = data.cache_dir or str(Path(cfg.output_dir) / "cache")
-    scanned = {name: scan_split(root, name, data.img_size, len(data.class_names), cache_dir,
+    scanned = {name: scan_split(root, name, data.img_size, len(data.class_names), cfg.cache_dir,
                                 data.workers, progress)
                for name in splits}
     if data.on_bad_image == "error":

@@ -15,11 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_twohead.config import SOFTMAX_KINDS, SOFTMAX_OUTPUT
-
-
-class DataError(ValueError):
-    """The data cannot be used as it is; the message lists every problem found."""
+from tf_twohead.defaults import SOFTMAX_KINDS, SOFTMAX_OUTPUT
+from tf_twohead.errors import DataError
 
 
 @dataclasses.dataclass(frozen=True)

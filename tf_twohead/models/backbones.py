@@ -1,7 +1,8 @@
 """One place that maps `model.backbone` to a feature extractor and its input normalisation.
 
 - `shufflenet_v2`: our ShuffleNetV2 (torchvision names, PyTorch padding and init), widths
-  0.5 / 1.0 / 1.5 / 2.0; ImageNet weights are torchvision's, ported (`weights.py`).
+  0.5 / 1.0 / 1.5 / 2.0; ImageNet weights are torchvision's, ported (`weights.py`) and
+  loaded (`pretrained.py`).
 - `mobilenet_v3_small`, `mobilenet_v3_large`: `keras.applications` MobileNetV3 without
   its classifier, nested as one layer named after the backbone; `width` is its `alpha`
   (0.75 or 1.0, the two with ImageNet weights); ImageNet weights are Keras' own download.
@@ -14,13 +15,12 @@ from __future__ import annotations
 
 import keras
 
-from tf_twohead.config import BACKBONES, MOBILENET_ALPHAS
+from tf_twohead.defaults import BACKBONES, IMAGENET_MEAN, IMAGENET_STD, MOBILENET_ALPHAS
+from tf_twohead.errors import WeightsError
 from tf_twohead.models.shufflenet import apply_backbone, stage_channels
 
 KERAS_APPLICATIONS = {"mobilenet_v3_small": "MobileNetV3Small",
                       "mobilenet_v3_large": "MobileNetV3Large"}
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # keras.applications' MobileNetV3 preprocessing, x / 127.5 - 1, written as mean and std.
 MINUS_ONE_TO_ONE = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
@@ -54,7 +54,7 @@ def apply_features(x, backbone: str = "shufflenet_v2", width: float = 0.5,
         init: str. ShuffleNet's initialisation ("torch" or "keras"); keras.applications
             models keep their own.
         weights: None or "imagenet". keras.applications' own weights (downloaded once
-            by Keras); ShuffleNet's are loaded afterwards (`weights.load_pretrained`).
+            by Keras); ShuffleNet's are loaded afterwards (`pretrained.load_pretrained`).
     """
     check_width(backbone, width)
     if backbone == "shufflenet_v2":
@@ -77,8 +77,6 @@ def keras_application(backbone: str, width: float, input_shape: tuple,
     except Exception as e:  # Keras' get_file wraps URL errors in a bare Exception
         if weights is None:
             raise
-        from tf_twohead.weights import WeightsError
-
         raise WeightsError(
             f"model.pretrained=imagenet: Keras could not fetch {backbone}'s ImageNet weights "
             f"({e}). Offline? Run once on a machine that is online and copy "

@@ -23,7 +23,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from tf_twohead.config import FROZEN_BN, SOFTMAX_OUTPUT
+from tf_twohead.defaults import FROZEN_BN, SOFTMAX_OUTPUT
 from tf_twohead.models.heads import apply_body, apply_input
 from tf_twohead.models.initializers import kernel_initializer
 

@@ -20,7 +20,7 @@ import math
 
 import keras
 
-from tf_twohead.config import INITS
+from tf_twohead.defaults import INITS
 
 
 def kernel_initializer(init: str, fan_in: int):

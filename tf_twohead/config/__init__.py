@@ -1,0 +1,46 @@
+"""Experiment configuration: the schema (`schema`), loading with overrides (`loading`)
+and the checks a type schema cannot make (`validation`).
+
+Everything a caller needs is re-exported here, as is the shared vocabulary of
+`tf_twohead.defaults`, so `from tf_twohead.config import Config, load_config,
+SOFTMAX_OUTPUT` keeps working. Importing it loads OmegaConf and NumPy, never
+TensorFlow.
+
+Example:
+
+>>> from tf_twohead import config
+>>> cfg = config.load_config("configs/two_head.yaml", ["train.epochs=3"])
+>>> cfg.run_dir
+PosixPath('saved_models/two_head')
+"""
+
+from tf_twohead.config.loading import (
+    REPLACED_MAPPINGS,
+    dump,
+    load,
+    load_config,
+    to_yaml,
+    with_values,
+)
+from tf_twohead.config.schema import (
+    Config,
+    DataConfig,
+    ModelConfig,
+    StageEpochs,
+    TrainConfig,
+    TuneConfig,
+)
+from tf_twohead.config.validation import (
+    MULTI_WORKER_UNSUPPORTED,
+    coarse_ids,
+    objective_names,
+    validate,
+)
+from tf_twohead.defaults import *  # noqa: F403 - the shared vocabulary, as before the split
+from tf_twohead.defaults import class_metric_names
+from tf_twohead.errors import ConfigError
+
+__all__ = ["Config", "ConfigError", "DataConfig", "ModelConfig", "StageEpochs", "TrainConfig",
+           "TuneConfig", "MULTI_WORKER_UNSUPPORTED", "REPLACED_MAPPINGS", "class_metric_names",
+           "coarse_ids", "dump", "load", "load_config", "objective_names", "to_yaml",
+           "validate", "with_values"]
