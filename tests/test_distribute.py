@@ -16,10 +16,10 @@ import tf_twohead
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from tf_twohead import config, distribute, models, training
+from tf_twohead import config, distribute, saving, training
 cfg = config.load("configs/two_head.yaml", sys.argv[1:])
 state = training.train(cfg, verbose=0)
-model = models.load_model(cfg.run_dir / "best.keras")
+model = saving.load_model(cfg.run_dir / "best.keras")
 out = model.predict(tf.zeros((3, 32, 32, 3), tf.uint8), verbose=0)
 print("RESULT", json.dumps({"replicas": distribute.replicas(cfg), "epoch": state["epoch"],
                             "shapes": {k: list(v.shape) for k, v in out.items()}}))

@@ -11,7 +11,7 @@ import pytest
 from torch_helpers import run_torch
 
 import tf_twohead as tt
-from tf_twohead import cli, config, weights
+from tf_twohead import cli, config, pretrained, weights
 from tf_twohead.torchfile import LEGACY_MAGIC, LEGACY_PROTOCOL, TorchFileError, read_state_dict
 
 SIZE = 64
@@ -134,7 +134,7 @@ def test_reader_refuses_code(tmp_path):
 
 def test_offline_imagenet_fails_at_once_saying_how_to_pass_a_file(monkeypatch, tmp_path):
     # Port 9 on localhost refuses at once: the same failure as a machine with no network.
-    monkeypatch.setitem(weights.TORCHVISION_URLS, 0.5,
+    monkeypatch.setitem(pretrained.TORCHVISION_URLS, 0.5,
                         "http://127.0.0.1:9/models/shufflenetv2_x0.5-f707e7126e.pth")
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     cfg = config.load(None, ["model.pretrained=imagenet", f"output_dir={tmp_path}",

@@ -1,4 +1,5 @@
-"""torchvision ShuffleNetV2 weights -> Keras, exactly; and `model.pretrained` for training.
+"""torchvision ShuffleNetV2 weights -> Keras, exactly (`pretrained.py` uses it for
+`model.pretrained`).
 
 Our layers carry torchvision's module names with `_` for `.` (`stage2_0_branch1_0` is
 `stage2.0.branch1.0`), so a state_dict maps onto `shufflenet_v2(width)` by name alone:
@@ -27,25 +28,16 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from tf_twohead.metadata import sha256
-from tf_twohead.models.backbones import backbone_layer_names
+from tf_twohead.errors import WeightsError
+from tf_twohead.fileio import atomic_path, sha256
+from tf_twohead.models import shufflenet_v2
 from tf_twohead.torchfile import read_state_dict
 
-# The official torchvision files; the hex run in each name is a SHA-256 prefix.
-TORCHVISION_URLS = {
-    0.5: "https://download.pytorch.org/models/shufflenetv2_x0.5-f707e7126e.pth",
-    1.0: "https://download.pytorch.org/models/shufflenetv2_x1-5666bf0f80.pth",
-    1.5: "https://download.pytorch.org/models/shufflenetv2_x1_5-3c479a10.pth",
-    2.0: "https://download.pytorch.org/models/shufflenetv2_x2_0-8be3c8ee.pth",
-}
 HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.[^.]+$")  # torch.hub's convention, >= 8 hex
 MAX_LISTED = 12
-BACKBONE_PREFIXES = backbone_layer_names("shufflenet_v2")
-CACHE_SUBDIR = "tf_twohead"
 
-
-class WeightsError(ValueError):
-    """Weights that do not fit the model; the message lists every mismatch."""
+__all__ = ["WeightsError", "assign_state_dict", "check_hash", "hash_in_name",
+           "import_torchvision", "save_weights", "torch_key"]
 
 
 def hash_in_name(path: str | os.PathLike) -> str | None:
@@ -151,8 +143,6 @@ def import_torchvision(path: str | os.PathLike, width: float = 0.5) -> keras.Mod
         The full classifier (float input normalised with ImageNet mean/std, 1000 logits)
         holding the file's weights; `save_weights` it to get a `.weights.h5`.
     """
-    from tf_twohead.models import shufflenet_v2
-
     check_hash(path)
     state_dict = read_state_dict(path)
     classes = state_dict["fc.weight"].shape[0] if "fc.weight" in state_dict else 1000
@@ -161,107 +151,8 @@ def import_torchvision(path: str | os.PathLike, width: float = 0.5) -> keras.Mod
     return model
 
 
-def resolve_pretrained(spec: str, width: float = 0.5, cache_dir: str | None = None) -> Path:
-    """The `.weights.h5` of `shufflenet_v2(width)` that `model.pretrained` names.
-
-    Args:
-        spec: str. "imagenet" (torchvision's official file for `width`: downloaded,
-            hash-checked, converted once and cached), a torchvision `.pth` file (converted
-            once, cached beside the download cache), or a `.weights.h5` written by
-            `tf-twohead weights import-torchvision`.
-        width: float. The backbone width.
-        cache_dir: str or None. Root of the cache, subfolder `tf_twohead`; defaults to
-            `$KERAS_HOME`, else `~/.keras`, as Keras' own downloads.
-
-    Returns:
-        The path of a `.weights.h5` file. Raises `WeightsError` at once when the file
-        cannot be had (offline, missing, wrong hash), saying how to pass a local file.
-    """
-    if spec != "imagenet":
-        path = Path(spec)
-        if not path.is_file():
-            raise WeightsError(f"model.pretrained: no such file {path}. Pass a torchvision "
-                               ".pth, a .weights.h5 from `tf-twohead weights "
-                               "import-torchvision`, or imagenet.")
-        if path.name.endswith(".weights.h5"):
-            return path
-        return _converted(path, width, cache_dir)
-    url = TORCHVISION_URLS[float(width)]
-    name = url.rsplit("/", 1)[-1]
-    try:
-        pth = keras.utils.get_file(name, url, cache_subdir=CACHE_SUBDIR,
-                                   cache_dir=str(_cache_root(cache_dir)))
-    except Exception as e:  # get_file wraps every URL/HTTP failure in a bare Exception
-        raise WeightsError(
-            f"model.pretrained=imagenet: could not download {url} ({e}). Offline? Download "
-            f"{name} on a machine that is online and pass it as a file: "
-            f"model.pretrained=/path/to/{name} (or convert it once with `tf-twohead weights "
-            f"import-torchvision {name} --width {width}` and pass the .weights.h5).") from None
-    return _converted(Path(pth), width, cache_dir)
-
-
-def _cache_root(cache_dir: str | None) -> Path:
-    return Path(cache_dir or os.environ.get("KERAS_HOME") or "~/.keras").expanduser()
-
-
-def _converted(pth: Path, width: float, cache_dir: str | None) -> Path:
-    """Convert a `.pth` once; the cached name carries the file's size and mtime."""
-    stat = pth.stat()
-    name = f"{pth.stem}-w{width}-{stat.st_size}-{int(stat.st_mtime)}.weights.h5"
-    out = _cache_root(cache_dir) / CACHE_SUBDIR / name
-    if not out.is_file():
-        save_weights(import_torchvision(pth, width), out)
-    return out
-
-
 def save_weights(model: keras.Model, path: str | os.PathLike) -> Path:
     """`model.save_weights` atomically (Keras wants the `.weights.h5` suffix kept)."""
-    from tf_twohead.fileio import atomic_path
-
     with atomic_path(path) as tmp:
         model.save_weights(tmp)
     return Path(path)
-
-
-def load_pretrained(model: keras.Model, spec: str, width: float = 0.5,
-                    include_conv5: bool = False, cache_dir: str | None = None) -> int:
-    """Load ImageNet (or any torchvision) ShuffleNetV2 weights into a tf-twohead model.
-
-    The backbone, conv1 to stage4, is loaded; with `include_conv5` also conv5 (the
-    softmax baseline when its head_width is torchvision's conv5 width). The two-head
-    model's head convs and every classifier start fresh, as in the reference.
-
-    Returns:
-        The number of layers loaded.
-    """
-    from tf_twohead.models import shufflenet_v2
-
-    source = shufflenet_v2(width)
-    source.load_weights(resolve_pretrained(spec, width, cache_dir))
-    prefixes = BACKBONE_PREFIXES + (("conv5_",) if include_conv5 else ())
-    loaded = 0
-    for layer in model.layers:
-        if layer.weights and layer.name.startswith(prefixes):
-            layer.set_weights(source.get_layer(layer.name).get_weights())
-            loaded += 1
-    if not loaded:
-        raise WeightsError(f"model.pretrained: {model.name} has no ShuffleNetV2 layers to load")
-    return loaded
-
-
-def fetch_pretrained(model_cfg, img_size: int = 224) -> None:
-    """Download and convert what `model.pretrained` names now, so a run fails at once.
-
-    Args:
-        model_cfg: the `model` section of a `Config`.
-        img_size: int. The input side (keras.applications builds for it).
-    """
-    if not model_cfg.pretrained:
-        return
-    if model_cfg.backbone == "shufflenet_v2":
-        resolve_pretrained(model_cfg.pretrained, model_cfg.width)
-    else:
-        from tf_twohead.models.backbones import keras_application
-
-        keras_application(model_cfg.backbone, model_cfg.width, (img_size, img_size, 3),
-                          model_cfg.pretrained)

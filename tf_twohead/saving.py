@@ -1,0 +1,47 @@
+"""Every Keras-serializable class of tf-twohead, registered; and `load_model`.
+
+Importing this module registers, with `keras.saving`, each class a `.keras` file
+written by tf-twohead may name: the `FusedBatchNormalization` layer of every model,
+the `TorchAdam` optimizer and `OneCycle` schedule of a compiled save, and the softmax
+baseline's per-head metrics. (The initializers are Keras' own classes.)
+
+`import tf_twohead` imports this module the moment Keras is imported (or at once if
+Keras already is), so `import tf_twohead; keras.saving.load_model("best.keras")`
+works in a fresh process while `import tf_twohead` alone stays cheap.
+
+Example:
+
+>>> import tf_twohead, keras
+>>> model = keras.saving.load_model("saved_models/two_head/best.keras")
+"""
+
+from __future__ import annotations
+
+import keras
+
+from tf_twohead.metrics import (
+    SoftmaxHeadAUC,
+    SoftmaxHeadF1,
+    SoftmaxHeadPrecision,
+    SoftmaxHeadRecall,
+)
+from tf_twohead.models.batchnorm import FusedBatchNormalization
+from tf_twohead.optimizers import OneCycle, TorchAdam
+
+REGISTERED = (FusedBatchNormalization, TorchAdam, OneCycle, SoftmaxHeadPrecision,
+              SoftmaxHeadRecall, SoftmaxHeadF1, SoftmaxHeadAUC)
+
+
+def load_model(path, compile: bool = False) -> keras.Model:
+    """Load a `.keras` file written by tf-twohead, in any process.
+
+    Args:
+        path: str. The `.keras` file.
+        compile: bool. Restore the optimizer (with its state), losses and metrics, as
+            `--resume` does. Defaults to False (inference).
+
+    Example:
+
+    >>> model = load_model("saved_models/two_head/best.keras")
+    """
+    return keras.saving.load_model(path, compile=compile)
