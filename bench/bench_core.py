@@ -106,7 +106,7 @@ def part_train(args, root: Path) -> dict:
     import keras
     import tensorflow as tf
 
-    from tf_twohead import config, models, training
+    from tf_twohead import config, pretrained, recipe
     from tf_twohead.data.pipeline import datasets_for, load_splits
     from tf_twohead.inference import set_threads
 
@@ -137,7 +137,7 @@ def part_train(args, root: Path) -> dict:
 
     def throughput(dataset) -> float:
         keras.utils.set_random_seed(0)
-        model = training.compile_model(models.from_config(cfg), cfg)
+        model = recipe.compile_model(pretrained.build_model(cfg), cfg)
         timer = BatchTimer()
         timer.times = []
         model.fit(dataset, epochs=1, steps_per_epoch=args.steps + 3, callbacks=[timer],
@@ -158,6 +158,8 @@ def part_train(args, root: Path) -> dict:
 
 def part_epochs(args, root: Path) -> dict:
     """Wall time of each epoch of `training.train` (64 px, the reference's 6,000 images)."""
+    import keras
+
     from tf_twohead import config, training
     from tf_twohead.data.pipeline import load_splits
     from tf_twohead.inference import set_threads
@@ -168,7 +170,7 @@ def part_epochs(args, root: Path) -> dict:
         "train.epochs=3", "exp=epochs"])
     load_splits(cfg, ("train", "val", "test"), progress=False)  # the cache is not an epoch
 
-    class EpochTimer(training.keras.callbacks.Callback):
+    class EpochTimer(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             self.start = time.perf_counter()
 

@@ -86,7 +86,7 @@ def tf_child(args) -> None:
     """One tf-twohead run in its own process (fresh TensorFlow state per run)."""
     import pandas as pd
 
-    from tf_twohead import config, models, training
+    from tf_twohead import config, saving, training
     from tf_twohead.data.pipeline import load_splits
     from tf_twohead.inference import set_threads
 
@@ -98,7 +98,7 @@ def tf_child(args) -> None:
         f"train.batch_size={args.batch}", f"train.seed={args.seed}", f"output_dir={out}",
         "exp=run", *args.tf_override])
     state = training.train(cfg, overwrite=True, verbose=0)
-    model = models.load_model(cfg.run_dir / "best.keras")
+    model = saving.load_model(cfg.run_dir / "best.keras")
     test = load_splits(cfg, ("test",), progress=False)["test"]
     pred = model.predict(np.asarray(test.images), batch_size=256, verbose=0)
     if kind == "softmax":

@@ -8,7 +8,7 @@ import pytest
 from conftest import tiny_config, write_dataset
 from model_checks import check_outputs, check_round_trip
 
-from tf_twohead import config, export, models, training, weights
+from tf_twohead import config, export, fitting, models, saving, training, weights
 from tf_twohead.cli import main
 
 MOBILENETS = ("mobilenet_v3_small", "mobilenet_v3_large")
@@ -30,7 +30,7 @@ def test_build_and_round_trip(backbone, tmp_path):
 def test_freezing_a_mobilenet_leaves_only_the_heads_trainable():
     model = models.build("two_head", 64, 1.0, head_width=16, backbone="mobilenet_v3_small")
     assert [layer.name for layer in models.backbone_layers(model)] == ["mobilenet_v3_small"]
-    assert training.set_backbone_trainable(model, False)
+    assert fitting.set_backbone_trainable(model, False)
     heads = {w.path.split("/")[0] for w in model.trainable_weights}
     assert heads == {"main_conv", "main_conv_bn", "main", "aux_conv", "aux_conv_bn", "aux"}
 
@@ -96,6 +96,6 @@ def test_train_convert_predict_evaluate(tmp_path, capsys):
     assert main(["evaluate", result["path"], "--threads", "1", "--latency-images", "3"]) == 0
     metrics = json.loads((run / "best.dynamic.tflite.metrics.json").read_text())
     assert set(metrics["heads"]) == {"main", "aux"}
-    reloaded = models.load_model(run / "best.keras")
+    reloaded = saving.load_model(run / "best.keras")
     x = np.zeros((1, 64, 64, 3), np.uint8)
     assert keras.ops.convert_to_numpy(reloaded(x)["main"]).shape == (1, 1)

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from model_checks import check_outputs, check_round_trip
 
-from tf_twohead import config
+from tf_twohead import config, runs
+from tf_twohead.data.pipeline import load_splits
 from tf_twohead.models import build_combined, build_softmax
 from tf_twohead.models.combined import encoders, load_encoder, set_encoders_frozen
 from tf_twohead.optimizers import OneCycle
@@ -190,7 +191,7 @@ def test_staged_run_order_weights_evaluation_and_tflite(tmp_path, dataset):
         assert not np.allclose(fit["begin"]["conv"], fit["end"]["conv"])
 
     # Both encoders' stages see the same split: the same images, coarse = group of fine.
-    splits = training.load_splits(cfg, ("val",), progress=False)
+    splits = load_splits(cfg, ("val",), progress=False)
     coarse_ds = stages._stage_dataset(cfg, splits["val"], "coarse")
     fine_ds = stages._stage_dataset(cfg, splits["val"], "fine")
     for (xc, yc), (xf, yf) in zip(coarse_ds, fine_ds):
@@ -228,7 +229,7 @@ def test_staged_run_resumes_mid_stage(tmp_path, dataset):
     with pytest.raises(KeyboardInterrupt):
         training.train(cfg, verbose=0, callbacks=[StopAfter(1)])  # after fine's epoch 1
     fine_dir = cfg.run_dir / "stages" / "fine"
-    assert training.resumable_state(fine_dir)["epoch"] == 1
+    assert runs.resumable_state(fine_dir)["epoch"] == 1
     assert not (cfg.run_dir / "best.keras").exists()
     with pytest.raises(training.RunExistsError, match="--resume"):
         training.train(cfg, verbose=0)

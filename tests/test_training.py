@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from conftest import Interrupt, tiny_config
 
-from tf_twohead import training
+from tf_twohead import fitting, models, pretrained, recipe, runs, training
 from tf_twohead.data.splits import DataError
 from tf_twohead.fileio import atomic_path
 
@@ -32,7 +32,7 @@ def test_run_folder_contents(dataset, tmp_path):
 
 def test_loss_is_weighted_two_to_one(dataset, tmp_path):
     cfg = tiny_config(tmp_path, dataset)
-    model = training.compile_model(training.models.from_config(cfg), cfg)
+    model = training.compile_model(pretrained.build_model(cfg), cfg)
     x = np.zeros((4, 32, 32, 3), np.uint8)
     y = {"main": np.ones((4, 1), np.float32), "aux": np.zeros((4, 1), np.float32)}
     logs = model.evaluate(x, y, verbose=0, return_dict=True)
@@ -40,7 +40,7 @@ def test_loss_is_weighted_two_to_one(dataset, tmp_path):
 
 
 def test_step_decay_schedule(dataset, tmp_path):
-    schedule = training.step_decay(tiny_config(tmp_path, dataset))
+    schedule = recipe.step_decay(tiny_config(tmp_path, dataset))
     assert [round(schedule(e), 8) for e in (0, 3, 4, 7, 8)] == [1e-3, 1e-3, 1e-4, 1e-4, 1e-5]
 
 
@@ -70,7 +70,7 @@ def test_resume_refuses_a_different_model(dataset, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         training.train(cfg, verbose=0, callbacks=[Interrupt(after=1)])
     other = tiny_config(tmp_path, dataset, "train.epochs=2", "model.head_width=32")
-    with pytest.raises(training.RunExistsError, match="`model` settings differ"):
+    with pytest.raises(training.RunExistsError, match="model.head_width differ"):
         training.train(other, resume=True, verbose=0)
 
 
@@ -122,14 +122,14 @@ def test_missing_file_unknown_id_and_truncated_jpeg_in_one_report(dataset, tmp_p
 
 
 def _checkpoint(tmp_path, model):
-    callback = training.RunCheckpoint(tmp_path, "val_main_f1")
+    callback = fitting.RunCheckpoint(tmp_path, "val_main_f1")
     callback.set_model(model)
     return callback
 
 
 def test_best_checkpoint_ties_are_broken_by_validation_loss(tmp_path):
     """F1 stuck at 0.0: the epoch with the lowest val_loss is kept, not the first."""
-    model = training.models.build("two_head", 32, head_width=8)
+    model = models.build("two_head", 32, head_width=8)
     callback = _checkpoint(tmp_path, model)
     epochs = [(0.0, 0.90), (0.0, 0.70), (0.0, 0.80), (0.4, 0.95), (0.4, 0.95)]
     for epoch, (f1, loss) in enumerate(epochs):
@@ -143,8 +143,8 @@ def test_best_checkpoint_ties_are_broken_by_validation_loss(tmp_path):
 
 def test_resume_keeps_the_tie_break_of_the_best_epoch(tmp_path):
     state = {"best": 0.0, "best_epoch": 2, "best_tie_break": 0.5}
-    callback = training.RunCheckpoint(tmp_path, "val_main_f1",
-                                      **training.checkpoint_state(state))
+    callback = fitting.RunCheckpoint(tmp_path, "val_main_f1",
+                                      **runs.checkpoint_state(state))
     assert not callback.is_better(0.0, 0.6)
     assert callback.is_better(0.0, 0.4)
 
@@ -152,10 +152,10 @@ def test_resume_keeps_the_tie_break_of_the_best_epoch(tmp_path):
 def test_compile_uses_the_configured_adam(dataset, tmp_path):
     cfg = tiny_config(tmp_path, dataset, "train.weight_decay_mode=decoupled",
                       "train.adam_epsilon=1e-7")
-    model = training.compile_model(training.models.from_config(cfg), cfg)
+    model = training.compile_model(pretrained.build_model(cfg), cfg)
     optimizer = model.optimizer
     assert (optimizer.weight_decay_mode, optimizer.epsilon) == ("decoupled", 1e-7)
     assert optimizer.weight_decay == pytest.approx(1e-4) and optimizer.l2 == 0.0
-    default = training.compile_model(training.models.from_config(tiny_config(tmp_path, dataset)),
+    default = training.compile_model(pretrained.build_model(tiny_config(tmp_path, dataset)),
                                      tiny_config(tmp_path, dataset)).optimizer
     assert (default.weight_decay_mode, default.l2, default.epsilon) == ("l2", 1e-4, 1e-8)

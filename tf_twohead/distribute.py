@@ -13,8 +13,8 @@ sees batch_size / N images per step, and BatchNorm uses each replica's own stati
 Example:
 
 >>> with scope(cfg):
-...     model = models.from_config(cfg)
-...     training.compile_model(model, cfg)
+...     model = pretrained.build_model(cfg)
+...     recipe.compile_model(model, cfg)
 """
 
 from __future__ import annotations

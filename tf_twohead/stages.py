@@ -36,27 +36,25 @@ from pathlib import Path
 import keras
 import pandas as pd
 
-from tf_twohead import config as config_lib
-from tf_twohead import distribute, models, reports
-from tf_twohead.config import STAGES, Config
+from tf_twohead import distribute, reports
+from tf_twohead.config import STAGES, Config, coarse_ids, dump
 from tf_twohead.data.pipeline import datasets_for
 from tf_twohead.data.splits import encode_targets
+from tf_twohead.errors import RunExistsError
 from tf_twohead.fileio import atomic_path, atomic_write_json
+from tf_twohead.fitting import RunCheckpoint, load_run_splits, run_callbacks, steps_per_epoch
 from tf_twohead.models.combined import load_encoder, set_encoders_frozen
-from tf_twohead.training import (
+from tf_twohead.pretrained import build_model, fetch_pretrained
+from tf_twohead.recipe import compile_model
+from tf_twohead.runs import (
     STATE_FILE,
-    RunCheckpoint,
-    RunExistsError,
     check_same_settings,
     checkpoint_state,
-    compile_model,
-    load_run_splits,
+    rank_key,
     resumable_state,
-    run_callbacks,
-    steps_per_epoch,
-    warn_if_onednn_off,
 )
-from tf_twohead.weights import fetch_pretrained
+from tf_twohead.runtime import warn_if_onednn_off
+from tf_twohead.saving import load_model
 
 STAGES_DIR = "stages"
 ENCODER_OF = {"coarse": "coarse_encoder", "fine": "fine_encoder"}
@@ -95,14 +93,15 @@ def train_staged(cfg: Config, resume: bool = False, overwrite: bool = False,
                  verbose: int | str | None = None, callbacks: list | None = None) -> dict:
     """Train a `model.kind=combined` config stage by stage; see the module docstring.
 
-    Args and returns as `training.train`: the returned state is the run's best
+    Args and returns as `training.train` (which calls this for `model.kind=combined`):
+    the returned state is the run's best
     combined epoch, `{"stage", "epoch", "best", "best_epoch", "monitor", "run_dir"}`.
     """
     warn_if_onednn_off()
     run_dir = cfg.run_dir
     _check_staged_run_dir(cfg, resume, overwrite)
     run_dir.mkdir(parents=True, exist_ok=True)
-    config_lib.dump(cfg, run_dir / "config.yaml")
+    dump(cfg, run_dir / "config.yaml")
     fetch_pretrained(cfg.model, cfg.data.img_size)
     splits = load_run_splits(cfg)  # every split checked before stage 1
     if verbose is None:
@@ -126,7 +125,7 @@ def train_staged(cfg: Config, resume: bool = False, overwrite: bool = False,
             train_ds = train_ds.repeat()
         with distribute.scope(cfg):
             if state:
-                model = models.load_model(folder / "last.keras", compile=True)  # + optimizer
+                model = load_model(folder / "last.keras", compile=True)  # + optimizer
             else:
                 keras.utils.set_random_seed(cfg.train.seed + STAGES.index(stage))
                 model = _stage_model(cfg, stage)
@@ -149,7 +148,7 @@ def _stage_dataset(cfg: Config, split, stage: str):
     """A split with the stage's targets: coarse groups for `coarse`, else the classes."""
     if stage != "coarse":
         return datasets_for(cfg, split)
-    groups = config_lib.coarse_ids(cfg)[split.class_ids]
+    groups = coarse_ids(cfg)[split.class_ids]
     return datasets_for(cfg, split, encode_targets(groups, "softmax", {}, len(cfg.data.coarse)))
 
 
@@ -157,17 +156,17 @@ def _stage_model(cfg: Config, stage: str) -> keras.Model:
     """A new model for a stage: a softmax encoder, or the combined model with its
     encoders cut from the finished encoder stages (untrained when a stage was skipped)."""
     if stage == "coarse":
-        return models.from_config(cfg, kind="softmax", num_classes=len(cfg.data.coarse))
+        return build_model(cfg, kind="softmax", num_classes=len(cfg.data.coarse))
     if stage == "fine":
-        return models.from_config(cfg, kind="softmax")
+        return build_model(cfg, kind="softmax")
     previous = stage_dir(cfg, "frozen") / "last.keras"
     if stage == "unfrozen" and cfg.train.stages.frozen:
-        model = models.load_model(previous)
+        model = load_model(previous)
     else:
-        model = models.from_config(cfg)
+        model = build_model(cfg)
         for encoder_stage, encoder in ENCODER_OF.items():
             if getattr(cfg.train.stages, encoder_stage):
-                source = models.load_model(stage_dir(cfg, encoder_stage) / "last.keras")
+                source = load_model(stage_dir(cfg, encoder_stage) / "last.keras")
                 load_encoder(model, encoder, source)
     set_encoders_frozen(model, stage == "frozen", cfg.train.frozen_bn)
     return model
@@ -207,14 +206,12 @@ def merged_history(cfg: Config) -> pd.DataFrame | None:
 def _publish_best(cfg: Config) -> dict:
     """Copy the best combined epoch to the run's `best.keras` (and the last to
     `last.keras`); write the run's `train_state.json`."""
-    run_dir, best = cfg.run_dir, None
+    run_dir = cfg.run_dir
     combined = [(s, o, e) for s, o, e in stage_plan(cfg) if s in ("frozen", "unfrozen")]
-    for stage, offset, _ in combined:
-        state = json.loads((stage_dir(cfg, stage) / STATE_FILE).read_text())
-        key = (state["best"], -state.get("best_tie_break", float("inf")))
-        if best is None or key > best[0]:
-            best = (key, stage, offset, state)
-    _, stage, offset, state = best
+    candidates = [(stage, offset, json.loads((stage_dir(cfg, stage) / STATE_FILE).read_text()))
+                  for stage, offset, _ in combined]
+    stage, offset, state = min(candidates, key=lambda c: rank_key(
+        c[2]["best"], c[2].get("best_tie_break", float("inf"))))
     with atomic_path(run_dir / "best.keras") as tmp:
         shutil.copyfile(stage_dir(cfg, stage) / "best.keras", tmp)
     with atomic_path(run_dir / "last.keras") as tmp:
@@ -231,11 +228,7 @@ def _check_staged_run_dir(cfg: Config, resume: bool, overwrite: bool) -> None:
     run_dir = cfg.run_dir
     started = (run_dir / STAGES_DIR).is_dir() or (run_dir / "best.keras").exists()
     if resume and started:
-        check_same_settings(cfg)
-        saved = run_dir / "config.yaml"
-        if saved.is_file() and config_lib.load(saved).train.stages != cfg.train.stages:
-            raise RunExistsError(f"Cannot resume {run_dir}: train.stages differ from its "
-                                 f"config.yaml. Resume with the same stage lengths.")
+        check_same_settings(cfg, ("data", "model", "train.stages"))
         return
     if started and not overwrite:
         raise RunExistsError(f"{run_dir} already holds a staged run. Pass --resume to "
