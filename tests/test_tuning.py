@@ -8,8 +8,10 @@ import pandas as pd
 import pytest
 from conftest import Interrupt
 
-from tf_twohead import cli, config, tuning, tuning_results
+import tf_twohead as tt
+from tf_twohead import cli, config, tuning
 from tf_twohead.config import ConfigError
+from tf_twohead.tuning import results as tuning_results
 
 
 def tune_config(tmp_path, root, *overrides):
@@ -115,7 +117,7 @@ def test_search_reports_resume_constraints_and_best_config(dataset, tmp_path, ca
     assert summary["best"]["val_main_f1"] == pytest.approx(best_f1)
 
     # Another space in the same folder is refused; best_config.yaml trains as it is.
-    with pytest.raises(tuning.training.RunExistsError, match="tune.space"):
+    with pytest.raises(tt.RunExistsError, match="tune.space"):
         tuning.tune(config.load(run / "search.yaml", ["tune.space={model.head_width: [4]}"]))
     best = config.load(run / "best_config.yaml")
     assert best.exp == "tune_head_width_best" and best.tune == config.TuneConfig()
