@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 
 from tf_twohead import models
-from tf_twohead.evaluation import binary_metrics, class_metrics, compare, threshold_for_precision
+from tf_twohead.comparison import compare
 from tf_twohead.inference import Predictor
+from tf_twohead.scores import binary_metrics, class_metrics, threshold_for_precision
 
 
 def test_binary_metrics_known_values():

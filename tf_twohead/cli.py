@@ -13,7 +13,7 @@ import sys
 
 
 def _parser() -> argparse.ArgumentParser:
-    from tf_twohead.config import WIDTHS  # no TensorFlow: --help stays instant
+    from tf_twohead.defaults import WIDTHS  # no TensorFlow: --help stays instant
 
     p = argparse.ArgumentParser(prog="tf-twohead", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -116,18 +116,14 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
-    from tf_twohead.config import ConfigError
-    from tf_twohead.data.splits import DataError
-    from tf_twohead.export import ExportError, ParityError
-    from tf_twohead.training import RunExistsError
+    from tf_twohead.errors import ParityError, TwoHeadError
 
     try:
         return _COMMANDS[args.command](args)
     except ParityError as e:  # the file is kept under a name that says it failed
         print(f"tf-twohead {args.command}: {e}", file=sys.stderr)
         return 1
-    except (ConfigError, DataError, RunExistsError, ExportError, FileNotFoundError,
-            ValueError) as e:
+    except (TwoHeadError, FileNotFoundError, ValueError) as e:
         print(f"tf-twohead {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -160,27 +156,28 @@ def _data(args) -> int:
 
 
 def _train(args) -> int:
-    from tf_twohead import config, inference, training
+    from tf_twohead import config, runtime, training
 
-    cfg = config.load(args.config, args.overrides)
-    inference.set_threads(args.threads)
+    cfg = config.load_config(args.config, args.overrides)
+    runtime.set_threads(args.threads)
     training.train(cfg, resume=args.resume, overwrite=args.overwrite)
     return 0
 
 
 def _tune(args) -> int:
-    from tf_twohead import config, inference, tuning
+    from tf_twohead import config, runtime
+    from tf_twohead.tuning.search import tune
 
-    cfg = config.load(args.config, args.overrides)
-    inference.set_threads(args.threads)
-    tuning.tune(cfg, overwrite=args.overwrite, chief=args.chief, worker=args.worker)
+    cfg = config.load_config(args.config, args.overrides)
+    runtime.set_threads(args.threads)
+    tune(cfg, overwrite=args.overwrite, chief=args.chief, worker=args.worker)
     return 0
 
 
 def _evaluate(args) -> int:
-    from tf_twohead import evaluation, inference, reports
+    from tf_twohead import evaluation, reports, runtime
 
-    inference.set_threads(args.threads)
+    runtime.set_threads(args.threads)
     result = evaluation.evaluate(args.model, args.data, args.split, args.threads,
                                  args.target_precision, args.latency_images)
     print(reports.markdown_table(evaluation.head_table(result)))
@@ -190,14 +187,14 @@ def _evaluate(args) -> int:
 
 
 def _compare(args) -> int:
-    from tf_twohead import evaluation, reports
+    from tf_twohead import comparison, reports
 
     if args.plot:
-        print(f"Wrote {reports.plot_runs(evaluation.histories(args.runs), args.plot)}")
-        if not all(evaluation.has_metrics(run) for run in args.runs):
+        print(f"Wrote {reports.plot_runs(comparison.histories(args.runs), args.plot)}")
+        if not all(comparison.has_metrics(run) for run in args.runs):
             print("(no results table: evaluate every run first, tf-twohead evaluate RUN)")
             return 0
-    table = evaluation.compare(args.runs)
+    table = comparison.compare(args.runs)
     if args.markdown:
         print(reports.markdown_table(table, "{:.3f}"))
     else:
@@ -206,9 +203,9 @@ def _compare(args) -> int:
 
 
 def _predict(args) -> int:
-    from tf_twohead import inference
+    from tf_twohead import inference, runtime
 
-    inference.set_threads(args.threads)
+    runtime.set_threads(args.threads)
     predictor = inference.Predictor(args.model, threads=args.threads)
     failures = 0
     for path in args.images:

@@ -1,4 +1,4 @@
-"""Evaluate a model per head, measure per-image latency, and compare runs.
+"""Evaluate a model per head and measure its per-image latency.
 
 `evaluate()` writes beside the model: `metrics.json` (`heads.<name>.{precision,
 recall, f1, accuracy, auc, threshold}`, `latency_ms`, `model_bytes`, ...),
@@ -11,7 +11,6 @@ file -> probabilities (decode, EXIF, RGB, resize, model, activation).
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from pathlib import Path
@@ -21,79 +20,13 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from tf_twohead import reports
-from tf_twohead.config import SOFTMAX_OUTPUT
 from tf_twohead.data.cache import load_split
 from tf_twohead.data.splits import encode_targets
+from tf_twohead.defaults import SOFTMAX_OUTPUT
 from tf_twohead.fileio import atomic_write_json, atomic_write_text
 from tf_twohead.inference import Predictor
-
-
-def resolve_model(run_dir_or_model: str | Path) -> Path:
-    """A run folder means its `best.keras`; a file is used as it is."""
-    path = Path(run_dir_or_model)
-    if path.is_dir():
-        path = path / "best.keras"
-    if not path.is_file():
-        raise FileNotFoundError(f"No model at {path}. Pass a run folder or a .keras file.")
-    return path
-
-
-def output_prefix(model_path: Path) -> str:
-    """Prefix of the files `evaluate` writes: none for a run's `best.keras`, else the
-    model's file name, so evaluating `best.tflite` never overwrites `metrics.json`."""
-    return "" if model_path.name == "best.keras" else f"{model_path.name}."
-
-
-def metrics_file(model_path: Path, split: str = "test") -> Path:
-    """Where `evaluate` writes the metrics of a model on a split."""
-    name = "metrics.json" if split == "test" else f"metrics_{split}.json"
-    return model_path.parent / (output_prefix(model_path) + name)
-
-
-def binary_metrics(truth: np.ndarray, scores: np.ndarray, decisions: np.ndarray,
-                   threshold: float | None) -> dict:
-    """The one metrics function: precision, recall, F1, accuracy, AUC of a yes/no task."""
-    truth, decisions = np.asarray(truth).astype(bool), np.asarray(decisions).astype(bool)
-    both = len(np.unique(truth)) == 2
-    return {
-        "precision": float(skm.precision_score(truth, decisions, zero_division=0)),
-        "recall": float(skm.recall_score(truth, decisions, zero_division=0)),
-        "f1": float(skm.f1_score(truth, decisions, zero_division=0)),
-        "accuracy": float(skm.accuracy_score(truth, decisions)),
-        "auc": float(skm.roc_auc_score(truth, scores)) if both else float("nan"),
-        "threshold": threshold,
-        "positives": int(truth.sum()),
-        "support": int(len(truth)),
-    }
-
-
-def class_metrics(class_ids: np.ndarray, probs: np.ndarray, class_names: list[str]) -> dict:
-    """Multi-class metrics of a softmax over the classes: accuracy, top-5 accuracy and
-    each class's precision, recall, F1 and support (argmax decisions)."""
-    labels = list(range(len(class_names)))
-    predicted = probs.argmax(axis=1)
-    precision, recall, f1, support = skm.precision_recall_fscore_support(
-        class_ids, predicted, labels=labels, zero_division=0)
-    result = {
-        "accuracy": float(skm.accuracy_score(class_ids, predicted)),
-        "macro_f1": float(np.mean(f1)),
-        "per_class": {name: {"precision": float(p), "recall": float(r), "f1": float(f),
-                             "support": int(n)}
-                      for name, p, r, f, n in zip(class_names, precision, recall, f1, support)},
-    }
-    if len(labels) > 5:  # with 5 classes or fewer the top 5 always hold the answer
-        result["top5"] = float(skm.top_k_accuracy_score(class_ids, probs, k=5, labels=labels))
-    return result
-
-
-def threshold_for_precision(truth: np.ndarray, scores: np.ndarray, target: float) -> float:
-    """The lowest threshold whose precision reaches `target` (the most recall); 1.0 if none."""
-    truth = np.asarray(truth).astype(bool)
-    if not truth.any():
-        return 1.0  # no positives: nothing can reach any precision
-    precision, _, thresholds = skm.precision_recall_curve(truth, scores)
-    ok = np.nonzero(precision[:-1] >= target)[0]
-    return float(thresholds[ok[0]]) if len(ok) else 1.0
+from tf_twohead.outputs import metrics_file, output_prefix, resolve_model
+from tf_twohead.scores import binary_metrics, class_metrics, threshold_for_precision
 
 
 def measure_latency(predictor: Predictor, files: list[Path], warmup: int = 3) -> float:
@@ -118,10 +51,9 @@ def load_model_split(predictor: Predictor, split: str, data_root=None, progress=
     if root is None:
         raise ValueError(f"{predictor.path} has no config.yaml beside it: pass --data ROOT "
                          f"(a dataset folder with {split}.csv).")
-    cache_dir = (cfg.data.cache_dir if cfg and cfg.data.cache_dir
-                 else predictor.path.parent.parent / "cache")
     return load_split(root, split, predictor.img_size, len(predictor.class_names),
-                      cfg.data.on_bad_image if cfg else "error", cache_dir, progress=progress)
+                      cfg.data.on_bad_image if cfg else "error",
+                      cfg.cache_dir if cfg else None, progress=progress)
 
 
 def evaluate(run_dir_or_model: str | Path, data_root: str | Path | None = None,
@@ -269,65 +201,3 @@ def report_markdown(result: dict) -> str:
     )
 
 
-def histories(run_dirs: list[str | Path]) -> dict[str, pd.DataFrame]:
-    """Each run folder's `history.csv`, keyed by the folder's name (made unique)."""
-    out = {}
-    for run in run_dirs:
-        path = Path(run) / "history.csv"
-        if not path.is_file():
-            raise FileNotFoundError(f"No {path}: pass run folders that have trained.")
-        label = Path(run).name
-        while label in out:
-            label = f"{Path(run).parent.name}/{label}"
-        out[label] = pd.read_csv(path)
-    return out
-
-
-def metrics_path(path: str | Path) -> Path:
-    """Where `compare` reads the test metrics of a run folder, a model file or a
-    metrics `.json` file."""
-    p = Path(path)
-    if p.suffix == ".json":
-        return p
-    return p / "metrics.json" if p.is_dir() else metrics_file(p)
-
-
-def has_metrics(path: str | Path) -> bool:
-    """Whether `compare` finds evaluated metrics for a run folder or model file."""
-    return metrics_path(path).is_file()
-
-
-def compare(paths: list[str | Path], heads=("main", "aux")) -> pd.DataFrame:
-    """The reference's results table for several evaluated runs.
-
-    Softmax-kind runs (the baselines, the combined model) add their class `accuracy`
-    and `top5`.
-
-    Args:
-        paths: run folders (their `metrics.json`), model files (the metrics
-            `evaluate` wrote for them) or metrics `.json` files.
-        heads: the two heads whose precision and recall are shown.
-    """
-    rows = []
-    for p in paths:
-        metrics_json = metrics_path(p)
-        if not metrics_json.is_file():
-            raise FileNotFoundError(
-                f"No {metrics_json}: run `tf-twohead evaluate {p}` first.")
-        m = json.loads(metrics_json.read_text())
-        fmt = m.get("format", "keras")
-        fmt += "" if m.get("quantization", "none") == "none" else f" {m['quantization']}"
-        row = {"model": f"{m['exp']} ({m['kind']}, {fmt})", "img size": m["img_size"]}
-        for head in heads:
-            h = m["heads"].get(head, {})
-            row[f"{head} precision"] = h.get("precision", float("nan"))
-            row[f"{head} recall"] = h.get("recall", float("nan"))
-        row["accuracy"] = m.get("classes", {}).get("accuracy", float("nan"))
-        row["top5"] = m.get("classes", {}).get("top5", float("nan"))
-        row["latency ms"] = m["latency_ms"]
-        row["params"] = m.get("params", "")
-        row["size MB"] = m["model_bytes"] / 1e6
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    empty = [c for c in ("accuracy", "top5") if table[c].isna().all()]
-    return table.drop(columns=empty)  # class accuracy only when a softmax run is compared

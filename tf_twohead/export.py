@@ -25,30 +25,18 @@ import numpy as np
 
 from tf_twohead import metadata as metadata_lib
 from tf_twohead.data.splits import encode_targets
-from tf_twohead.evaluation import load_model_split, resolve_model
+from tf_twohead.errors import ExportError, ParityError
+from tf_twohead.evaluation import load_model_split
 from tf_twohead.fileio import atomic_path, atomic_write_json
 from tf_twohead.inference import Predictor
 from tf_twohead.models import input_normalization
+from tf_twohead.outputs import resolve_model
 from tf_twohead.parity import compare_predictions, summary_lines
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 
-
-class ExportError(RuntimeError):
-    """The model cannot be converted as asked; the message says why and what to do."""
-
-
-class ParityError(ExportError):
-    """The converted model does not answer like the source model within the bounds.
-
-    Attributes:
-        report: dict. The parity report (also written to `<failed>.parity.json`).
-        path: Path. Where the converted model was kept (`*.parity-failed.tflite`).
-    """
-
-    def __init__(self, message: str, report: dict, path: Path):
-        super().__init__(message)
-        self.report, self.path = report, path
+__all__ = ["QUANTIZATIONS", "ExportError", "ParityError", "convert_saved_model",
+           "default_output", "to_tflite", "write_serving_model"]
 
 
 def write_serving_model(model, directory: str | Path) -> Path:
@@ -184,7 +172,7 @@ def to_tflite(model_path: str | Path, quantize: str = "none", calibration: int =
         candidate = Predictor(tmp_file)
         val_images, val_ids = val
         truth = encode_targets(val_ids, "two_head", reference.heads, len(reference.class_names))
-        key_head = "main" if "main" in reference.heads else next(iter(reference.heads))
+        key_head = key_head_of(reference)
         report = compare_predictions(reference, candidate, val_images,
                                      {k: v[:, 0] for k, v in truth.items()}, quantize,
                                      key_head, class_ids=val_ids)
@@ -214,3 +202,12 @@ def _data(reference: Predictor, data_root, calibration: int, parity_images: int,
     val = sample("val", parity_images)
     train = sample("train", calibration)[0] if calibration else None
     return val, train
+
+
+def key_head_of(predictor: Predictor) -> str:
+    """The head whose F1 the parity check bounds: the run's `train.monitor_head` (the
+    head its best model was picked by), else the model's first head."""
+    cfg = predictor.config
+    if cfg is not None and cfg.train.monitor_head in predictor.heads:
+        return cfg.train.monitor_head
+    return next(iter(predictor.heads))

@@ -17,37 +17,23 @@ Example:
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from tf_twohead.config import DEFAULT_CLASS_NAMES, DEFAULT_HEADS, SOFTMAX_OUTPUT
+from tf_twohead import metadata
+from tf_twohead.config import load_config
 from tf_twohead.data.images import load_rgb
+from tf_twohead.defaults import DEFAULT_CLASS_NAMES, DEFAULT_HEADS, SOFTMAX_OUTPUT
+from tf_twohead.runtime import set_threads
 
-
-def set_threads(threads: int | None) -> None:
-    """Limit TensorFlow to `threads` CPU threads; call before the first TF op runs."""
-    if not threads:
-        return
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-        tf.config.threading.set_inter_op_parallelism_threads(1 if threads == 1 else 2)
-    except RuntimeError:  # TF already running in this process (a notebook, a test)
-        current = tf.config.threading.get_intra_op_parallelism_threads()
-        if current != int(threads):
-            warnings.warn(f"TensorFlow is already running with {current or 'all'} threads; "
-                          f"threads={threads} applies only in a new process.", stacklevel=2)
+__all__ = ["KerasRunner", "Predictor", "TFLiteRunner", "find_run_config", "set_threads"]
 
 
 def find_run_config(model_path: str | Path):
     """The `config.yaml` beside a model file, loaded, or None when there is none."""
-    from tf_twohead import config as config_lib
-
     candidate = Path(model_path).parent / "config.yaml"
-    return config_lib.load(candidate) if candidate.is_file() else None
+    return load_config(candidate) if candidate.is_file() else None
 
 
 class KerasRunner:
@@ -57,7 +43,7 @@ class KerasRunner:
     def __init__(self, path: Path):
         import tensorflow as tf
 
-        from tf_twohead.models import load_model
+        from tf_twohead.saving import load_model  # imports Keras: only for .keras files
 
         self.model = load_model(path)
         self.img_size = int(self.model.inputs[0].shape[1])
@@ -115,8 +101,6 @@ class Predictor:
 
     def __init__(self, model_path: str | os.PathLike, heads: dict | None = None,
                  batch_size: int = 64, threads: int | None = None):
-        from tf_twohead import metadata
-
         self.path = Path(model_path)
         if self.path.suffix not in (".keras", ".tflite"):
             raise ValueError(f"Predictor reads .keras and .tflite files. Received: {model_path}")

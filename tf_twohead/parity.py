@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tf_twohead.config import SOFTMAX_OUTPUT
-from tf_twohead.evaluation import binary_metrics
+from tf_twohead.defaults import SOFTMAX_OUTPUT
+from tf_twohead.scores import binary_metrics
 
 PROBABILITY_BOUNDS = {"none": 1e-4, "float16": 1e-2}
 MIN_AGREEMENT = 0.98
