@@ -45,8 +45,10 @@ bench-tune: install
 		--size 64 --train 6000 --val 1000 --test 2000
 	$(BIN)/python bench/head_width_search.py --data demo_data/fm6k
 
+# ruff, then the import contracts of pyproject.toml (imports point one way, down).
 lint: install
 	$(BIN)/ruff check tf_twohead tests bench
+	$(BIN)/lint-imports
 
 # The combined-encoders demo: staged vs equal-budget baseline vs control, 3 seeds (fm10).
 bench-combined: install
