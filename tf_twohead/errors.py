@@ -28,8 +28,14 @@ class WeightsError(TwoHeadError, ValueError):
     mismatch, or says how to pass a local file."""
 
 
-class TorchFileError(TwoHeadError, ValueError):
-    """A file that is not a readable PyTorch state_dict; the message says why."""
+class TorchFileError(WeightsError):
+    """A file that is not a readable PyTorch state_dict, or one whose tensors reach past
+    their storage; the message names the file and the tensor."""
+
+
+class ModelFileError(TwoHeadError, ValueError):
+    """A model file (`.keras`, `.tflite`) that cannot be loaded safely, or whose
+    metadata is broken; the message names the file."""
 
 
 class RunExistsError(TwoHeadError, RuntimeError):

@@ -9,6 +9,12 @@ torch, and a plain `pickle.load` of a downloaded file can run any code, so this 
 parameter rebuild functions and the typed storage classes, and refuses every other
 global by name. A state_dict needs nothing more.
 
+The file's word is never trusted for memory: every storage's element count is checked
+against the bytes that hold it, and every tensor's size, stride and offset against its
+storage, before any view is made (a tensor that reaches past its storage would otherwise
+read the process's memory). Sizes are bounded too: the pickle, each storage and each
+tensor. Every violation is a `TorchFileError` (a `WeightsError`) naming the tensor.
+
 Example:
 
 >>> arrays = read_state_dict("shufflenetv2_x0.5-f707e7126e.pth")
@@ -24,6 +30,7 @@ import os
 import pickle
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +39,12 @@ from tf_twohead.errors import TorchFileError
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER
 LEGACY_PROTOCOL = 1001
+# Bounds on what a file may make us allocate. torchvision's largest ShuffleNetV2 (x2.0)
+# holds 7.4 M values in 30 MB; these leave room for much bigger state_dicts.
+MAX_PICKLE_BYTES = 64 << 20  # the pickled structure itself (names, shapes)
+MAX_STORAGE_BYTES = 1 << 30  # one storage's raw bytes
+MAX_TOTAL_BYTES = 4 << 30  # all storages of a file
+MAX_DIMS = 8
 
 # torch.<Name>Storage -> NumPy dtype (little-endian, as torch writes them).
 STORAGE_DTYPES = {
@@ -56,19 +69,50 @@ class _TensorRef:
     size: tuple
     stride: tuple
 
-    def array(self) -> np.ndarray:
+    def array(self, key: str, where: str) -> np.ndarray:
+        """The tensor as a new array, after checking its geometry against its storage."""
+        def bad(why: str):
+            return TorchFileError(f"{where}: tensor {key!r}: {why}; the file is corrupt or "
+                                  "crafted, not a state_dict torch wrote")
+
+        if not isinstance(self.storage, _Storage):
+            raise bad("its storage is not a storage")
         data = self.storage.data
         if data is None:
-            raise TorchFileError(f"storage {self.storage.key} is referenced but never stored")
-        if not self.size:
-            return np.array(data[self.offset])
+            raise bad(f"storage {self.storage.key!r} is referenced but never stored")
+        size, stride, offset = self.size, self.stride, self.offset
+        if not (_ints(size) and _ints(stride) and type(offset) is int):
+            raise bad(f"size {size!r}, stride {stride!r} and offset {offset!r} must be integers")
+        if len(size) > MAX_DIMS or len(stride) != len(size):
+            raise bad(f"{len(size)} sizes and {len(stride)} strides (at most {MAX_DIMS}, "
+                      "one stride per size)")
+        if offset < 0 or any(n < 0 for n in size) or any(s < 0 for s in stride):
+            raise bad(f"negative size, stride or offset (size {size}, stride {stride}, "
+                      f"offset {offset})")
+        numel = int(np.prod(size, dtype=object)) if size else 1
+        if numel == 0:
+            return np.zeros(size, data.dtype)
+        last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+        if last >= len(data):
+            raise bad(f"size {size}, stride {stride} and offset {offset} reach element "
+                      f"{last}, past the {len(data)} its storage holds")
+        if numel * data.itemsize > MAX_STORAGE_BYTES:
+            raise bad(f"{numel:,} values, more than {MAX_STORAGE_BYTES >> 20} MiB")
+        if not size:
+            return np.array(data[offset])
         item = data.itemsize
         return np.lib.stride_tricks.as_strided(
-            data[self.offset:], self.size, tuple(s * item for s in self.stride)).copy()
+            data[offset:], size, tuple(s * item for s in stride), writeable=False).copy()
+
+
+def _ints(values) -> bool:
+    return isinstance(values, tuple) and all(type(v) is int for v in values)
 
 
 def _rebuild_tensor(storage, offset, size, stride, *_ignored):
-    return _TensorRef(storage, int(offset), tuple(size), tuple(stride))
+    if not (isinstance(size, (tuple, list)) and isinstance(stride, (tuple, list))):
+        raise TorchFileError(f"a tensor's size and stride must be tuples. Received: size={size!r}")
+    return _TensorRef(storage, offset, tuple(size), tuple(stride))
 
 
 def _rebuild_parameter(data, *_ignored):
@@ -107,7 +151,13 @@ class _Unpickler(pickle.Unpickler):
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and pid and pid[0] in ("storage", b"storage")):
             raise TorchFileError(f"{self.where}: unknown persistent id {pid!r}")
+        if len(pid) < 5:
+            raise TorchFileError(f"{self.where}: a storage reference with too few fields")
         storage_type, key, _location, numel = pid[1:5]
+        if not isinstance(storage_type, type) or not hasattr(storage_type, "dtype"):
+            raise TorchFileError(f"{self.where}: storage {key!r} has no storage type")
+        if type(numel) is not int or numel < 0:
+            raise TorchFileError(f"{self.where}: storage {key!r} declares {numel!r} elements")
         if len(pid) > 5 and pid[5] is not None:
             raise TorchFileError(f"{self.where}: storage views (torch < 0.4 files) are not "
                                  "supported; re-save the state_dict with a recent torch")
@@ -133,13 +183,21 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         else:
             with open(where, "rb") as f:
                 refs = _read_legacy(f, where)
-    except (pickle.UnpicklingError, EOFError, struct.error, KeyError, zipfile.BadZipFile) as e:
-        raise TorchFileError(f"{where}: not a readable PyTorch state_dict ({e})") from e
+    except TorchFileError:
+        raise
+    except FileNotFoundError:
+        raise TorchFileError(f"{where}: no such file") from None
+    except (pickle.UnpicklingError, EOFError, struct.error, KeyError, IndexError, TypeError,
+            ValueError, AttributeError, MemoryError, RecursionError, zipfile.BadZipFile,
+            zipfile.LargeZipFile, NotImplementedError, OSError, zlib.error) as e:
+        raise TorchFileError(f"{where}: not a readable PyTorch state_dict "
+                             f"({type(e).__name__}: {str(e)[:200]})") from None
     if isinstance(refs, dict) and "state_dict" in refs and isinstance(refs["state_dict"], dict):
         refs = refs["state_dict"]  # a training checkpoint {"state_dict": ..., ...}
-    if not isinstance(refs, dict) or not all(isinstance(v, _TensorRef) for v in refs.values()):
+    if not isinstance(refs, dict) or not all(isinstance(k, str) and isinstance(v, _TensorRef)
+                                             for k, v in refs.items()):
         raise TorchFileError(f"{where}: expected a dict of tensors (a state_dict)")
-    return collections.OrderedDict((k, v.array()) for k, v in refs.items())
+    return collections.OrderedDict((k, v.array(k, where)) for k, v in refs.items())
 
 
 def _read_zip(where: str):
@@ -148,12 +206,43 @@ def _read_zip(where: str):
         if len(pickles) != 1:
             raise TorchFileError(f"{where}: a zip without exactly one */data.pkl")
         prefix = pickles[0][: -len("data.pkl")]
-        unpickler = _Unpickler(io.BytesIO(archive.read(pickles[0])), where)
+        unpickler = _Unpickler(io.BytesIO(_read_member(archive, pickles[0], MAX_PICKLE_BYTES,
+                                                       where)), where)
         result = unpickler.load()
+        total = 0
         for key, storage in unpickler.storages.items():
-            raw = archive.read(f"{prefix}data/{key}")
-            storage.data = np.frombuffer(raw, storage.dtype, count=storage.numel)
+            name = f"{prefix}data/{key}"
+            if name not in archive.NameToInfo:
+                raise TorchFileError(f"{where}: storage {key!r} is referenced but not stored")
+            total += archive.getinfo(name).file_size
+            if total > MAX_TOTAL_BYTES:
+                raise TorchFileError(f"{where}: storages of more than "
+                                     f"{MAX_TOTAL_BYTES >> 30} GiB")
+            raw = _read_member(archive, name, MAX_STORAGE_BYTES, where)
+            storage.data = _storage_array(raw, storage, where)
     return result
+
+
+def _read_member(archive: zipfile.ZipFile, name: str, limit: int, where: str) -> bytes:
+    """One archive member, refused before reading when it would unpack past `limit`."""
+    size = archive.getinfo(name).file_size
+    if size > limit:
+        raise TorchFileError(f"{where}: {name} unpacks to {size:,} bytes, more than the "
+                             f"{limit:,} a state_dict needs")
+    with archive.open(name) as member:
+        data = member.read(limit + 1)  # the header's size is the file's word: read at most this
+    if len(data) > limit:
+        raise TorchFileError(f"{where}: {name} unpacks to more than {limit:,} bytes")
+    return data
+
+
+def _storage_array(raw: bytes, storage: _Storage, where: str) -> np.ndarray:
+    """A storage's elements, after checking that the bytes hold as many as it declares."""
+    need = storage.numel * storage.dtype.itemsize
+    if need > len(raw):
+        raise TorchFileError(f"{where}: storage {storage.key!r} declares {storage.numel:,} "
+                             f"elements ({need:,} bytes) but holds {len(raw):,} bytes")
+    return np.frombuffer(raw, storage.dtype, count=storage.numel)
 
 
 def _read_legacy(f, where: str):
@@ -175,9 +264,16 @@ def _read_legacy(f, where: str):
         raise TorchFileError(f"{where}: big-endian PyTorch files are not supported")
     unpickler = _Unpickler(f, where)
     result = unpickler.load()
+    remaining = os.fstat(f.fileno()).st_size - f.tell()
     for key in load():
-        storage = unpickler.storages[str(key)]
+        storage = unpickler.storages.get(str(key))
+        if storage is None:
+            raise TorchFileError(f"{where}: stores {key!r}, a storage no tensor references")
         numel, = struct.unpack("<q", f.read(8))  # each storage: int64 element count, bytes
-        raw = f.read(numel * storage.dtype.itemsize)
-        storage.data = np.frombuffer(raw, storage.dtype, count=numel)
+        nbytes = numel * storage.dtype.itemsize
+        if numel < 0 or nbytes > min(MAX_STORAGE_BYTES, remaining):
+            raise TorchFileError(f"{where}: storage {key!r} declares {numel:,} elements, "
+                                 "more than the file holds")
+        remaining -= 8 + nbytes
+        storage.data = _storage_array(f.read(nbytes), storage, where)
     return result
