@@ -118,9 +118,11 @@ def _config_errors(where: str):
         yield
     except OmegaConfBaseException as e:
         reason = str(e).splitlines()[0]
+        key = getattr(e, "full_key", None)
+        named = f"{key}: " if key and key not in reason else ""
         raise ConfigError(
-            f"Invalid {where}: {reason} Every valid key is listed, with its type and meaning, "
-            f"in configs/two_head.yaml (tune: keys in configs/tune_head_width.yaml)."
+            f"Invalid {where}: {named}{reason} Every valid key is listed, with its type and "
+            f"meaning, in configs/two_head.yaml (tune: keys in configs/tune_head_width.yaml)."
         ) from None
     except Exception as e:  # YAML syntax errors and the like
         raise ConfigError(f"Invalid {where}: {e}") from None

@@ -31,6 +31,8 @@ class DataConfig:
     cache_dir: str | None = None
     workers: int = 0
     coarse: dict[str, list[int]] = field(default_factory=dict)
+    max_image_pixels: int = 40_000_000
+    allow_single_class: bool = False
 
 
 @dataclass(frozen=True)

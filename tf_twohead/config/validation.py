@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tf_twohead.config.limits import check_limits
 from tf_twohead.config.schema import Config, TrainConfig
 from tf_twohead.defaults import (
     BACKBONES,
@@ -41,6 +42,7 @@ MULTI_WORKER_UNSUPPORTED = (
 def validate(config: Config) -> None:
     """Check values that the type schema cannot: ranges, choices, cross references."""
     d, m, t = config.data, config.model, config.train
+    check_limits(config)
     if t.strategy == "multi_worker":
         raise ConfigError(MULTI_WORKER_UNSUPPORTED)
     _check(t.strategy in STRATEGIES, "train.strategy", f"one of {STRATEGIES}", t.strategy)
