@@ -21,6 +21,7 @@ from sklearn import metrics as skm
 
 from tf_twohead import reports
 from tf_twohead.data.cache import load_split
+from tf_twohead.data.images import MAX_IMAGE_PIXELS
 from tf_twohead.data.splits import encode_targets
 from tf_twohead.defaults import SOFTMAX_OUTPUT
 from tf_twohead.fileio import atomic_write_json, atomic_write_text
@@ -53,7 +54,8 @@ def load_model_split(predictor: Predictor, split: str, data_root=None, progress=
                          f"(a dataset folder with {split}.csv).")
     return load_split(root, split, predictor.img_size, len(predictor.class_names),
                       cfg.data.on_bad_image if cfg else "error",
-                      cfg.cache_dir if cfg else None, progress=progress)
+                      cfg.cache_dir if cfg else None, progress=progress,
+                      max_pixels=cfg.data.max_image_pixels if cfg else MAX_IMAGE_PIXELS)
 
 
 def evaluate(run_dir_or_model: str | Path, data_root: str | Path | None = None,

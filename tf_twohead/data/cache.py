@@ -6,26 +6,35 @@ a 256 px ShuffleNet, so every image is decoded exactly once, in parallel threads
 `.npy` array. The same pass is the validation: a truncated or undecodable image is
 reported with its CSV line before training starts. Later runs with the same files and
 size reuse the cache; any change to the CSV, a file's size or its mtime rebuilds it.
+
+The same pass hashes each file's bytes (`SplitData.hashes`), so exact duplicates within
+and across splits are found without reading anything twice (`data.checks`). The
+cache's size is known before it is written: the space is reserved first, so a full disk
+is a clear error, not a crash halfway through.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from tf_twohead.config import Config
-from tf_twohead.data.images import load_rgb
+from tf_twohead.data.images import MAX_IMAGE_PIXELS, load_rgb
 from tf_twohead.data.splits import DataError, Problem, Row, read_split, resolve, split_csv
-from tf_twohead.fileio import atomic_path, atomic_write_json
+from tf_twohead.fileio import atomic_path, atomic_write_json, reserve_space
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: content hashes, the pixel budget in the key
+MAX_FILE_BYTES = 512 << 20  # an image file larger than this is refused unread
 
 
 @dataclasses.dataclass
@@ -38,6 +47,7 @@ class SplitData:
         class_ids: int64 array `(N,)`.
         rows: list of `Row`, the CSV origin of each image.
         dropped: str. Summary of rows skipped under `on_bad_image=skip`.
+        hashes: list of str. A hash of each image file's bytes, row-aligned.
     """
 
     name: str
@@ -45,6 +55,7 @@ class SplitData:
     class_ids: np.ndarray
     rows: list[Row]
     dropped: str = ""
+    hashes: list[str] = dataclasses.field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -52,7 +63,8 @@ class SplitData:
 
 def load_split(root: str | Path, split: str, img_size: int, num_classes: int,
                on_bad_image: str = "error", cache_dir: str | Path | None = None,
-               workers: int = 0, progress: bool = True) -> SplitData:
+               workers: int = 0, progress: bool = True,
+               max_pixels: int = MAX_IMAGE_PIXELS) -> SplitData:
     """Read, validate and cache one split of a dataset.
 
     Args:
@@ -67,18 +79,19 @@ def load_split(root: str | Path, split: str, img_size: int, num_classes: int,
             config's `Config.cache_dir` (`saved_models/cache`), as a run's would be.
         workers: int. Decoding threads; 0 means one per CPU core.
         progress: bool. Show a progress bar while decoding.
+        max_pixels: int. Images with more pixels are bad rows, refused before decoding.
 
     Returns:
         A `SplitData`.
     """
     scanned, problems = scan_split(root, split, img_size, num_classes, cache_dir, workers,
-                                   progress)
+                                   progress, max_pixels)
     return keep_usable(scanned, problems, on_bad_image, describe(split, root))
 
 
 def scan_split(root: str | Path, split: str, img_size: int, num_classes: int,
-               cache_dir: str | Path | None = None, workers: int = 0, progress: bool = True
-               ) -> tuple[SplitData, list[Problem]]:
+               cache_dir: str | Path | None = None, workers: int = 0, progress: bool = True,
+               max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[SplitData, list[Problem]]:
     """Check every row of a split in one pass and cache the images that decode.
 
     Row problems (malformed, unknown class id, missing file) do not stop the scan: the
@@ -91,16 +104,18 @@ def scan_split(root: str | Path, split: str, img_size: int, num_classes: int,
     """
     csv_path = split_csv(root, split)
     rows, problems = read_split(csv_path, num_classes)
-    folder = _cache_folder(cache_dir or Config().cache_dir, csv_path, rows, split, img_size)
+    folder = _cache_folder(cache_dir or Config().cache_dir, csv_path, rows, split, img_size,
+                           max_pixels)
     meta_path = folder / "meta.json"
     if not rows:
-        images, meta = np.zeros((0, img_size, img_size, 3), np.uint8), {"bad": {}}
+        images, meta = np.zeros((0, img_size, img_size, 3), np.uint8), {"bad": {}, "hashes": []}
     elif meta_path.is_file():
         meta = json.loads(meta_path.read_text())
         images = np.load(folder / "images.npy", mmap_mode="r")
     else:
         meta, images = _build(folder, csv_path.parent, rows, img_size, workers,
-                              f"Decoding {split} ({csv_path})" if progress else None)
+                              f"Decoding {split} ({csv_path})" if progress else None,
+                              max_pixels)
     bad = {int(i): reason for i, reason in meta["bad"].items()}
     problems += [Problem(rows[i].csv, rows[i].line, rows[i].path, "undecodable image", why)
                  for i, why in sorted(bad.items())]
@@ -110,7 +125,7 @@ def scan_split(root: str | Path, split: str, img_size: int, num_classes: int,
         images = images[keep]  # copies only the good rows, once
     kept_rows = [rows[i] for i in keep]
     return SplitData(split, images, np.array([r.class_id for r in kept_rows], np.int64),
-                     kept_rows), problems
+                     kept_rows, hashes=[meta["hashes"][i] for i in keep]), problems
 
 
 def describe(split: str, root: str | Path) -> str:
@@ -127,29 +142,46 @@ def keep_usable(split: SplitData, problems: list[Problem], on_bad_image: str,
     return split
 
 
-def _cache_folder(cache_dir, csv_path: Path, rows: list[Row], split: str, size: int) -> Path:
-    digest = hashlib.sha1(f"v{CACHE_VERSION}|{csv_path.resolve()}|{size}".encode())
+def _cache_folder(cache_dir, csv_path: Path, rows: list[Row], split: str, size: int,
+                  max_pixels: int) -> Path:
+    digest = hashlib.sha1(f"v{CACHE_VERSION}|{csv_path.resolve()}|{size}|{max_pixels}".encode())
     for row in rows:
         stat = (csv_path.parent / row.path).stat()
         digest.update(f"|{row.line}|{row.path}|{stat.st_size}|{stat.st_mtime_ns}".encode())
     return Path(cache_dir) / f"{split}-{size}px-{digest.hexdigest()[:16]}"
 
 
+def decode_file(path: Path, size: int, max_pixels: int) -> tuple[np.ndarray, str]:
+    """One image file's resized pixels and a hash of its bytes, from a single read."""
+    with open(path, "rb") as f:
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise OSError(f"file larger than {MAX_FILE_BYTES >> 20} MiB")
+    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    return load_rgb(io.BytesIO(data), size, max_pixels), digest
+
+
 def _build(folder: Path, root: Path, rows: list[Row], size: int, workers: int,
-           description: str | None):
+           description: str | None, max_pixels: int = MAX_IMAGE_PIXELS):
     """Decode every row into `folder/images.npy`; remember the rows that failed."""
     folder.mkdir(parents=True, exist_ok=True)
     bad: dict[int, str] = {}
+    hashes = [""] * len(rows)
 
     def decode(index: int):
         try:
-            return index, load_rgb(root / rows[index].path, size)
+            return index, decode_file(root / rows[index].path, size, max_pixels)
         except Exception as e:  # Pillow raises many types for broken files
             return index, f"{type(e).__name__}: {e}"
 
-    with atomic_path(folder / "images.npy") as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                        shape=(len(rows), size, size, 3))
+    shape = (len(rows), size, size, 3)
+    with atomic_path(folder / "images.npy") as tmp, warnings.catch_warnings():
+        # Pillow warns about images over its own limit; the pixel budget refuses them.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        # The file is sparse until written: claim its blocks now, so a full disk is a
+        # clear error here and not a SIGBUS from the memory map later.
+        reserve_space(tmp, tmp.stat().st_size, "the decode cache (data.cache_dir)")
         with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
             results = pool.map(decode, range(len(rows)))
             for index, result in tqdm(results, total=len(rows), desc=description,
@@ -157,10 +189,10 @@ def _build(folder: Path, root: Path, rows: list[Row], size: int, workers: int,
                 if isinstance(result, str):
                     bad[index] = result
                 else:
-                    out[index] = result
+                    out[index], hashes[index] = result
         out.flush()
         del out
     meta = {"version": CACHE_VERSION, "size": size, "rows": len(rows),
-            "bad": {str(i): why for i, why in bad.items()}}
+            "bad": {str(i): why for i, why in bad.items()}, "hashes": hashes}
     atomic_write_json(folder / "meta.json", meta)  # written last: marks the cache complete
     return meta, np.load(folder / "images.npy", mmap_mode="r")

@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_twohead.data.cache import SplitData, describe, keep_usable, scan_split
+from tf_twohead.data.checks import check_heads, report_duplicates
 from tf_twohead.data.splits import encode_targets, raise_bad_rows
 
 
@@ -106,17 +107,24 @@ def load_splits(cfg, splits=("train", "val"), root: str | None = None, progress=
     raised: with `data.on_bad_image=error`, one report lists the bad rows of all splits
     (malformed, unknown class id, missing file, undecodable image), so a bad test row
     is found before training starts, and one round of fixes is enough.
+
+    Then the splits as a whole: a head without positive or negative examples in a split
+    is a `DataError` (unless `data.allow_single_class`), and exact duplicate images
+    within and across splits are reported as a warning (`data.checks`).
     """
     data = cfg.data
     root = root or data.root
     scanned = {name: scan_split(root, name, data.img_size, len(data.class_names), cfg.cache_dir,
-                                data.workers, progress)
+                                data.workers, progress, data.max_image_pixels)
                for name in splits}
     if data.on_bad_image == "error":
         raise_bad_rows({describe(name, root): problems
                         for name, (_, problems) in scanned.items()})
-    return {name: keep_usable(split, problems, data.on_bad_image, describe(name, root))
-            for name, (split, problems) in scanned.items()}
+    loaded = {name: keep_usable(split, problems, data.on_bad_image, describe(name, root))
+              for name, (split, problems) in scanned.items()}
+    check_heads(loaded, cfg.model.heads, data.allow_single_class)
+    report_duplicates(loaded)
+    return loaded
 
 
 def make_datasets(cfg, splits=("train", "val"), root: str | None = None, progress=True

@@ -70,15 +70,16 @@ def read_split(csv_path: str | Path, num_classes: int) -> tuple[list[Row], list[
             f"Split file not found: {csv_path}. Expected headerless rows "
             f"'relative/path.jpg,class_id' in <data.root>/{{train,val,test}}.csv."
         )
-    text = csv_path.read_text(encoding="utf-8-sig")
+    text = _read_text(csv_path)
     lines = text.splitlines()
     first = next((ln for ln in lines if ln.strip()), "")
     delimiter = "|" if "|" in first else ","
     root = csv_path.parent
+    inside = root.resolve()
     rows, problems = [], []
     name = str(csv_path)
     reader = csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=False)
-    for index, fields in enumerate(reader):
+    for index, fields in _records(reader, name):
         line = reader.line_num
         fields = [f.strip() for f in fields]
         if not any(fields):
@@ -100,14 +101,60 @@ def read_split(csv_path: str | Path, num_classes: int) -> tuple[list[Row], list[
             problems.append(Problem(name, line, path, "unknown class id",
                                     f"{class_id} is not in 0..{num_classes - 1}"))
             continue
-        if not (root / path).is_file():
-            problems.append(Problem(name, line, path, "missing file",
-                                    f"{root / path} does not exist"))
+        problem = _check_path(root, inside, path)
+        if problem:
+            problems.append(Problem(name, line, path[:MAX_PATH_SHOWN], *problem))
             continue
         rows.append(Row(name, line, path, class_id))
     if not rows and not problems:
         raise DataError(f"Split file {csv_path} has no rows.")
     return rows, problems
+
+
+MAX_CSV_BYTES = 256 << 20  # 256 MiB: millions of rows; more is not a split file
+MAX_PATH_SHOWN = 120  # characters of a row's path quoted in a report
+
+
+def _read_text(csv_path: Path) -> str:
+    """The split file as text: bounded in size, and UTF-8 (a BOM is fine)."""
+    size = csv_path.stat().st_size
+    if size > MAX_CSV_BYTES:
+        raise DataError(f"{csv_path}: {size:,} bytes, more than a split file of "
+                        f"{MAX_CSV_BYTES >> 20} MiB; is it the right file?")
+    try:
+        return csv_path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{csv_path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at "
+                        f"offset {e.start:,}). Save it as UTF-8.") from None
+
+
+def _records(reader, name: str):
+    """The CSV reader's rows, with a `DataError` naming the line when one cannot be read
+    (a field over the csv module's limit, a NUL byte)."""
+    try:
+        yield from enumerate(reader)
+    except csv.Error as e:
+        raise DataError(f"{name}:{reader.line_num}: unreadable CSV ({e}); rows are "
+                        "'relative/path.jpg,class_id'. Is it a split file?") from None
+
+
+def _check_path(root: Path, inside: Path, path: str) -> tuple[str, str] | None:
+    """Why a row's image path cannot be used, or None.
+
+    The path must stay inside the dataset folder once `..` and links are resolved. A
+    path that leaves it gets the same answer whether its target exists or not, so a
+    split file cannot probe the rest of the disk.
+    """
+    try:
+        real = (root / path).resolve()
+        if not real.is_relative_to(inside):
+            return ("outside the dataset folder", "rows name files under the CSV's folder "
+                    "(no absolute paths, no '..' or links leading out)")
+        if not real.is_file():
+            return ("missing file", f"{root / path} does not exist")
+    except (OSError, RuntimeError, ValueError) as e:  # too long, a link loop, a NUL
+        return ("unreadable path", getattr(e, "strerror", None) or str(e)[:100])
+    return None
 
 
 def resolve(policy: str, problems: list[Problem], what: str) -> str:

@@ -1,0 +1,138 @@
+"""Hostile and careless datasets: rows that leave the dataset folder, decompression
+bombs, broken CSVs, a full disk, splits a head cannot learn from, duplicate images."""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from conftest import tiny_config, write_dataset, write_image
+from PIL import Image
+
+from tf_twohead import cli
+from tf_twohead.data.cache import load_split
+from tf_twohead.data.checks import duplicates
+from tf_twohead.data.images import ImageRefused, load_rgb
+from tf_twohead.data.pipeline import load_splits
+from tf_twohead.data.splits import read_split
+from tf_twohead.errors import DataError
+from tf_twohead.fileio import reserve_space
+
+
+def add_rows(root, split, *rows):
+    with open(root / f"{split}.csv", "a") as f:
+        for row in rows:
+            f.write(row + "\n")
+
+
+def test_rows_that_leave_the_dataset_folder_are_bad_rows_that_reveal_nothing(tmp_path):
+    root = write_dataset(tmp_path / "ds", per_class=(2, 2, 2), splits=("train",))
+    write_image(tmp_path / "outside.jpg")
+    (root / "documents" / "link.jpg").symlink_to(tmp_path / "outside.jpg")
+    add_rows(root, "train", "/etc/passwd,0", "../outside.jpg,0", "../no such file.jpg,0",
+             "documents/link.jpg,0", "documents/../documents/train 0.jpg,0")
+    rows, problems = read_split(root / "train.csv", 3)
+    outside = [p for p in problems if p.reason == "outside the dataset folder"]
+    assert [p.path for p in outside] == ["/etc/passwd", "../outside.jpg",
+                                         "../no such file.jpg", "documents/link.jpg"]
+    # An existing and a missing target outside get the same words: nothing is probed.
+    assert len({(p.reason, p.detail) for p in outside}) == 1
+    assert "documents/../documents/train 0.jpg" in [r.path for r in rows]  # stays inside
+
+
+def test_unreadable_paths_and_csvs_are_named_not_tracebacks(tmp_path):
+    root = write_dataset(tmp_path / "ds", per_class=(2, 2, 2), splits=("train",))
+    add_rows(root, "train", "x" * 300 + ".jpg,0")
+    _, problems = read_split(root / "train.csv", 3)
+    assert problems[-1].reason == "unreadable path" and "too long" in problems[-1].detail
+    (root / "val.csv").write_text("a.jpg," + "9" * 200_000 + "\n")
+    with pytest.raises(DataError, match=r"val.csv:1: unreadable CSV .*field larger"):
+        read_split(root / "val.csv", 3)
+    (root / "test.csv").write_bytes("documents/caf\xe9.jpg,0\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"test.csv: not UTF-8 text \(byte 0xe9"):
+        read_split(root / "test.csv", 3)
+
+
+def png_header_only(path, width, height, bit_depth=16):
+    """A tiny PNG whose header declares `width` x `height` (a decompression bomb's shape)."""
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_images_over_the_pixel_budget_are_refused_before_decoding(tmp_path):
+    bomb = png_header_only(tmp_path / "bomb.png", 12000, 12000)
+    assert bomb.stat().st_size < 2000
+    with pytest.raises(ImageRefused, match="144.0 MP, over the 40 MP budget"):
+        load_rgb(bomb, 32)
+    root = write_dataset(tmp_path / "ds", per_class=(2, 2, 2), splits=("train",))
+    png_header_only(root / "documents" / "bomb.png", 12000, 12000)
+    add_rows(root, "train", "documents/bomb.png,0")
+    with pytest.raises(DataError, match=r"bomb.png' undecodable image: ImageRefused"):
+        load_split(root, "train", 32, 3, cache_dir=tmp_path / "cache", progress=False)
+    # The budget is a config key: a small one refuses ordinary images too.
+    with pytest.raises(DataError, match="over the 0.0001 MP budget"):
+        load_split(root, "train", 32, 3, cache_dir=tmp_path / "cache", progress=False,
+                   max_pixels=100)
+
+
+def test_sixteen_bit_images_scale_their_range_without_a_float64_copy(tmp_path):
+    ramp = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 7 + 1000)
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")  # uint16: mode I;16
+    rgb = load_rgb(tmp_path / "ramp.png")
+    assert rgb.dtype == np.uint8 and rgb.shape == (64, 64, 3)
+    assert rgb.min() == 0 and rgb.max() == 255  # the real range, not clipped
+    want = np.rint((ramp.astype(np.float64) - ramp.min()) / np.ptp(ramp) * 255)
+    assert np.abs(rgb[..., 0].astype(int) - want).max() <= 1
+
+
+def test_a_full_disk_is_a_clear_error_before_the_cache_is_written(tmp_path):
+    target = tmp_path / "images.npy"
+    target.write_bytes(b"")
+    with pytest.raises(DataError, match=r"Not enough disk space for the cache in .*: "
+                                        r"1,125,899,906,842,624 bytes needed"):
+        reserve_space(target, 1 << 50, "the cache")
+
+
+def test_a_head_without_positives_stops_training_unless_allowed(tmp_path):
+    root = write_dataset(tmp_path / "ds", per_class=(3, 3, 3))
+    lines = (root / "val.csv").read_text().splitlines()
+    (root / "val.csv").write_text("\n".join(ln for ln in lines if not ln.endswith(",2")) + "\n")
+    cfg = tiny_config(tmp_path, root)
+    with pytest.raises(DataError, match=r"(?s)val split: head 'main' \(positive class ids \[2\]\) "
+                                        r"has no positive example.*allow_single_class"):
+        load_splits(cfg, ("train", "val"), progress=False)
+    allowed = tiny_config(tmp_path, root, "data.allow_single_class=true")
+    assert len(load_splits(allowed, ("train", "val"), progress=False)["val"]) == 6
+
+
+def test_exact_duplicates_within_and_across_splits_are_reported(tmp_path, capsys):
+    root = write_dataset(tmp_path / "ds", per_class=(3, 3, 3))
+    (root / "screens" / "copy.jpg").write_bytes((root / "screens" / "test 0.jpg").read_bytes())
+    (root / "screens" / "copy2.jpg").write_bytes((root / "screens" / "train 1.jpg").read_bytes())
+    add_rows(root, "train", "screens/copy.jpg,2", "screens/copy2.jpg,2")
+    splits = load_splits(tiny_config(tmp_path, root), ("train", "val", "test"), progress=False)
+    groups = duplicates(splits)
+    assert len(groups["across test/train"]) == 1 and len(groups["within train"]) == 1
+    err = capsys.readouterr().err
+    assert "warning: exact duplicate images" in err
+    assert err.index("across test/train: 1 groups, 2 rows") < err.index("within train")
+
+
+def test_cli_reports_data_problems_in_one_line_per_row(tmp_path, capsys):
+    root = write_dataset(tmp_path / "ds", per_class=(2, 2, 2))
+    add_rows(root, "train", "/etc/passwd,0")
+    code = cli.main(["train", "--config", "configs/two_head.yaml", f"data.root={root}",
+                     f"output_dir={tmp_path / 'runs'}", "data.img_size=32"])
+    err = capsys.readouterr().err
+    assert code == 2 and "'/etc/passwd' outside the dataset folder" in err
+    assert "Traceback" not in err
+    assert not os.path.exists(tmp_path / "runs" / "two_head" / "best.keras")
