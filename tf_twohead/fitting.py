@@ -22,7 +22,7 @@ from tf_twohead.config import Config
 from tf_twohead.data.pipeline import load_splits
 from tf_twohead.fileio import atomic_path, atomic_write_json
 from tf_twohead.recipe import compile_model, schedule_callbacks
-from tf_twohead.runs import STATE_FILE, TIE_BREAK, checkpoint_state, rank_key
+from tf_twohead.runs import STATE_FILE, TIE_BREAK, checkpoint_state, rank_key, trim_history
 
 
 class RunCheckpoint(keras.callbacks.Callback):
@@ -135,6 +135,7 @@ def fit_run(model: keras.Model, cfg: Config, train_ds, val_ds, state: dict | Non
     if initial_epoch >= cfg.train.epochs and state:
         print(f"{run_dir} already finished {initial_epoch} epochs; nothing to do.")
         return {**state, "run_dir": str(run_dir)}
+    trim_history(run_dir, initial_epoch)  # one row per finished epoch, whatever stopped us
     steps = steps_per_epoch(cfg, train_ds)
     if cfg.train.steps_per_epoch:
         train_ds = train_ds.repeat()

@@ -50,8 +50,10 @@ from tf_twohead.runs import (
     STATE_FILE,
     check_same_settings,
     checkpoint_state,
+    lock_run_dir,
     rank_key,
     resumable_state,
+    trim_history,
 )
 from tf_twohead.runtime import warn_if_onednn_off
 from tf_twohead.saving import load_model
@@ -94,13 +96,17 @@ def train_staged(cfg: Config, resume: bool = False, overwrite: bool = False,
     """Train a `model.kind=combined` config stage by stage; see the module docstring.
 
     Args and returns as `training.train` (which calls this for `model.kind=combined`):
-    the returned state is the run's best
-    combined epoch, `{"stage", "epoch", "best", "best_epoch", "monitor", "run_dir"}`.
+    the returned state is the run's best combined epoch, `{"stage", "epoch", "best",
+    "best_epoch", "monitor", "run_dir"}`.
     """
     warn_if_onednn_off()
+    with lock_run_dir(cfg.run_dir):  # one writer per run folder
+        _check_staged_run_dir(cfg, resume, overwrite)
+        return _train_stages(cfg, verbose, callbacks)
+
+
+def _train_stages(cfg: Config, verbose, callbacks) -> dict:
     run_dir = cfg.run_dir
-    _check_staged_run_dir(cfg, resume, overwrite)
-    run_dir.mkdir(parents=True, exist_ok=True)
     dump(cfg, run_dir / "config.yaml")
     fetch_pretrained(cfg.model, cfg.data.img_size)
     splits = load_run_splits(cfg)  # every split checked before stage 1
@@ -119,6 +125,7 @@ def train_staged(cfg: Config, resume: bool = False, overwrite: bool = False,
         if done >= epochs:
             continue
         folder.mkdir(parents=True, exist_ok=True)
+        trim_history(folder, done)
         train_ds, val_ds = (_stage_dataset(cfg, splits[name], stage) for name in ("train", "val"))
         steps = steps_per_epoch(cfg, train_ds)
         if cfg.train.steps_per_epoch:

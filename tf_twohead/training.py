@@ -30,7 +30,7 @@ from tf_twohead.errors import RunExistsError
 from tf_twohead.fitting import fit_run, load_run_splits
 from tf_twohead.pretrained import build_model, fetch_pretrained
 from tf_twohead.recipe import compile_model
-from tf_twohead.runs import check_run_dir
+from tf_twohead.runs import check_run_dir, lock_run_dir
 from tf_twohead.runtime import warn_if_onednn_off
 from tf_twohead.saving import load_model
 from tf_twohead.stages import train_staged
@@ -56,9 +56,12 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False,
     if cfg.model.kind == "combined":  # four staged fits, one run folder
         return train_staged(cfg, resume, overwrite, verbose, callbacks)
     warn_if_onednn_off()
+    with lock_run_dir(cfg.run_dir):  # one writer per run folder
+        return _train(cfg, check_run_dir(cfg, resume, overwrite), verbose, callbacks)
+
+
+def _train(cfg: Config, state: dict | None, verbose, callbacks) -> dict:
     run_dir = cfg.run_dir
-    state = check_run_dir(cfg, resume, overwrite)
-    run_dir.mkdir(parents=True, exist_ok=True)
     dump(cfg, run_dir / "config.yaml")  # first, so every run is reproducible
 
     if not state:  # download/convert pretrained weights now: fail before the data work

@@ -40,7 +40,7 @@ from tf_twohead.fileio import atomic_write_json
 from tf_twohead.fitting import fit_run
 from tf_twohead.inference import Predictor
 from tf_twohead.pretrained import build_model
-from tf_twohead.runs import best_row, resumable_state
+from tf_twohead.runs import LOCK, LOCK_INFO, MARKER, best_row, lock_run_dir, resumable_state
 from tf_twohead.saving import load_model
 from tf_twohead.tuning.space import plain_value, search_space
 
@@ -117,6 +117,7 @@ class TwoHeadHyperModel(kt.HyperModel):
             if trial_dir is None:
                 trial_dir = stack.enter_context(tempfile.TemporaryDirectory())
             run_dir = Path(trial_dir)
+            stack.enter_context(lock_run_dir(run_dir, "trial"))  # one writer per trial
             cfg = self.trial_config(hp, run_dir, kwargs.get("epochs"))
             state = _resume_or_reset(run_dir, cfg)
             if state:
@@ -127,10 +128,9 @@ class TwoHeadHyperModel(kt.HyperModel):
             splits = self._load(cfg)
             train_ds, val_ds = (datasets_for(cfg, splits[s]) for s in ("train", "val"))
             timer = _Seconds(run_dir)
-            fit_run(model, cfg, train_ds, val_ds, state,
-                             verbose=kwargs.get("verbose", 2),
-                             callbacks=[*kwargs.get("callbacks", []), timer],
-                             initial_epoch=kwargs.get("initial_epoch"))
+            fit_run(model, cfg, train_ds, val_ds, state, verbose=kwargs.get("verbose", 2),
+                    callbacks=[*kwargs.get("callbacks", []), timer],
+                    initial_epoch=kwargs.get("initial_epoch"))
             figures = self.measure(cfg, run_dir, splits["val"])
             figures["train_seconds"] = timer.total
             print(_progress_line(run_dir.name, figures, self.config.objective, hp, self.space))
@@ -177,7 +177,8 @@ def _resume_or_reset(run_dir: Path, cfg: Config) -> dict | None:
     if state and saved.is_file() and load_config(saved) == cfg:
         return state
     for path in run_dir.iterdir() if run_dir.is_dir() else ():
-        if path.name not in ("trial.json", "checkpoint.weights.h5", "build_config.json"):
+        if path.name not in ("trial.json", "checkpoint.weights.h5", "build_config.json",
+                             MARKER, LOCK, LOCK_INFO):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     return None
 

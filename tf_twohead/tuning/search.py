@@ -13,7 +13,7 @@ import contextlib
 import os
 
 from tf_twohead.config import Config, dump
-from tf_twohead.runs import check_same_settings
+from tf_twohead.runs import check_ours, check_same_settings, clear_run_dir, lock_run_dir
 from tf_twohead.runtime import warn_if_onednn_off
 from tf_twohead.tuning.hypermodel import TwoHeadHyperModel
 from tf_twohead.tuning.results import write_reports
@@ -44,8 +44,8 @@ def _distributed_env(chief: str | None, worker: str | None):
         yield None
         return
     host, _, port = chief.rpartition(":")
-    if worker is None:
-        tuner_id, host = "chief", host or "0.0.0.0"
+    if worker is None:  # a bare port binds the loopback; all interfaces must be asked for
+        tuner_id, host = "chief", host or "127.0.0.1"
     else:
         if not host:
             raise ValueError(f"A worker needs --chief HOST:PORT. Received: {chief!r}")
@@ -75,9 +75,12 @@ def tune(cfg: Config, overwrite: bool = False, chief: str | None = None,
 
     Args:
         cfg: `Config` with a `tune` section.
-        overwrite: bool. Delete `<output_dir>/<exp>/` and start again (never on a worker).
-        chief: str or None. "PORT" (or "HOST:PORT") to run Keras Tuner's oracle for
-            workers (this process trains nothing), or the chief's "HOST:PORT" for a worker.
+        overwrite: bool. Empty `<output_dir>/<exp>/` and start again (never on a worker);
+            only a folder tf-twohead created (`runs.clear_run_dir`).
+        chief: str or None. "PORT" (bound on 127.0.0.1) or "HOST:PORT" (e.g.
+            "0.0.0.0:8000" for every interface) to run Keras Tuner's oracle for workers
+            (this process trains nothing), or the chief's "HOST:PORT" for a worker. The
+            link is unauthenticated gRPC: keep it on a private network.
         worker: str or None. This worker's ID; a restarted worker with the same ID gets
             its unfinished trial back and continues it from its last epoch.
         verbose: Keras' fit verbosity inside trials.
@@ -100,20 +103,30 @@ def tune(cfg: Config, overwrite: bool = False, chief: str | None = None,
         raise ValueError("A worker needs --chief HOST:PORT.")
     warn_if_onednn_off()
     hypermodel = TwoHeadHyperModel(cfg)  # checks the space: fails before anything runs
-    check_search_dir(cfg, overwrite, worker is not None)
-    if chief is None or worker is not None:
-        hypermodel.prepare()  # the chief trains nothing and needs no data
-    with _distributed_env(chief, worker) as role:
-        tuner = make_tuner(hypermodel, overwrite)
-        if worker is None:
-            dump(cfg, cfg.run_dir / SEARCH_FILE)
-            tuner.save()  # so a search cut short in its first trial still reloads
-        if role == "chief":
-            print(f"[tune] chief: serving the oracle on {os.environ['KERASTUNER_ORACLE_IP']}:"
-                  f"{os.environ['KERASTUNER_ORACLE_PORT']}; start workers with "
-                  f"--worker ID --chief HOST:{os.environ['KERASTUNER_ORACLE_PORT']}")
-        tuner.search(verbose=verbose)
-    if worker is not None:
-        print(f"[tune] worker {role}: no trials left; the chief writes the reports.")
-        return {"run_dir": str(cfg.run_dir), "worker": role}
-    return write_reports(cfg, hypermodel.space)
+    # The chief (or the one process of a local search) owns the folder; workers share it
+    # and lock only the trial folder they train.
+    owner = worker is None
+    if overwrite:
+        check_ours(cfg.run_dir)  # before even a lock file is written into someone's folder
+    with lock_run_dir(cfg.run_dir, "search") if owner else contextlib.nullcontext():
+        if overwrite:
+            clear_run_dir(cfg.run_dir)  # ours only, and never Keras Tuner's rmtree
+        check_search_dir(cfg, overwrite, worker is not None)
+        if chief is None or worker is not None:
+            hypermodel.prepare()  # the chief trains nothing and needs no data
+        with _distributed_env(chief, worker) as role:
+            tuner = make_tuner(hypermodel)
+            if owner:
+                dump(cfg, cfg.run_dir / SEARCH_FILE)
+                tuner.save()  # so a search cut short in its first trial still reloads
+            if role == "chief":
+                print(f"[tune] chief: serving the oracle on "
+                      f"{os.environ['KERASTUNER_ORACLE_IP']}:"
+                      f"{os.environ['KERASTUNER_ORACLE_PORT']} (no authentication: keep it "
+                      f"on a private network); start workers with --worker ID --chief "
+                      f"HOST:{os.environ['KERASTUNER_ORACLE_PORT']}")
+            tuner.search(verbose=verbose)
+        if not owner:
+            print(f"[tune] worker {role}: no trials left; the chief writes the reports.")
+            return {"run_dir": str(cfg.run_dir), "worker": role}
+        return write_reports(cfg, hypermodel.space)

@@ -57,15 +57,19 @@ _TUNERS = {"random": kt.RandomSearch, "bayesian": kt.BayesianOptimization,
            "hyperband": kt.Hyperband, "grid": kt.Tuner}
 
 
-def make_tuner(hypermodel: TwoHeadHyperModel, overwrite: bool = False) -> kt.Tuner:
-    """The Keras Tuner tuner `cfg.tune.oracle` names, writing into `<output_dir>/<exp>/`."""
+def make_tuner(hypermodel: TwoHeadHyperModel) -> kt.Tuner:
+    """The Keras Tuner tuner `cfg.tune.oracle` names, writing into `<output_dir>/<exp>/`.
+
+    It never uses Keras Tuner's own `overwrite` (a recursive delete of the folder):
+    `tune(overwrite=True)` empties the folder itself, and only one that tf-twohead made.
+    """
     cfg = hypermodel.config
     tune = cfg.tune
     base = _TUNERS[tune.oracle]
     cls = type(f"TwoHead{base.__name__}", (_TrialDirs, base), {})
     kwargs = dict(hypermodel=hypermodel, objective=kt.Objective(cfg.objective, tune.direction),
                   seed=cfg.train.seed, directory=cfg.output_dir, project_name=cfg.exp,
-                  overwrite=overwrite, max_consecutive_failed_trials=tune.max_failed_trials)
+                  overwrite=False, max_consecutive_failed_trials=tune.max_failed_trials)
     if tune.oracle == "hyperband":
         kwargs.update(max_epochs=tune.epochs or cfg.train.epochs, factor=tune.hyperband_factor)
     elif tune.oracle == "grid":  # kt.GridSearch is kt.Tuner with the (non-resumable) oracle
