@@ -116,23 +116,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
-    from tf_twohead.errors import ParityError, TwoHeadError
+    from tf_twohead import console
 
-    try:
-        return _COMMANDS[args.command](args)
-    except ParityError as e:  # the file is kept under a name that says it failed
-        print(f"tf-twohead {args.command}: {e}", file=sys.stderr)
-        return 1
-    except (TwoHeadError, FileNotFoundError, ValueError) as e:
-        print(f"tf-twohead {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        again = ("run the same command again: the search continues, and its unfinished "
-                 "trial from its last finished epoch" if args.command == "tune"
-                 else "continue with the same command plus --resume")
-        print(f"\nInterrupted. Finished epochs are saved (best.keras is intact); {again}.",
-              file=sys.stderr)
-        return 130
+    return console.run(args.command, _COMMANDS[args.command], args)
 
 
 def _data(args) -> int:

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -157,32 +158,33 @@ def to_tflite(model_path: str | Path, quantize: str = "none", calibration: int =
     val, train = _data(reference, data_root, calibration if quantize == "int8" else 0,
                        parity_images, progress)
     out = Path(out) if out else default_output(model_path, quantize)
-    with tempfile.TemporaryDirectory() as tmp:
-        saved = write_serving_model(reference.model, Path(tmp) / "saved_model")
-        flatbuffer = convert_saved_model(saved, quantize, train)
-
     meta = metadata_lib.describe(reference.kind, reference.output_names, reference.heads,
                                  reference.class_names, reference.img_size, quantize,
                                  model_path,
                                  normalization=input_normalization(reference.model))
     meta["params"] = reference.runner.params
-    with atomic_path(out) as tmp_file:
-        tmp_file.write_bytes(flatbuffer)
-        metadata_lib.embed(tmp_file, meta)
-        candidate = Predictor(tmp_file)
+    # Everything is built and checked in a temporary folder (removed on any exit, Ctrl-C
+    # and SIGTERM included): nothing gets a .tflite name beside the model before its
+    # parity check has passed.
+    with tempfile.TemporaryDirectory(prefix="tf_twohead_convert_") as tmp:
+        saved = write_serving_model(reference.model, Path(tmp) / "saved_model")
+        candidate_path = Path(tmp) / "candidate.tflite"
+        candidate_path.write_bytes(convert_saved_model(saved, quantize, train))
+        metadata_lib.embed(candidate_path, meta)
         val_images, val_ids = val
         truth = encode_targets(val_ids, "two_head", reference.heads, len(reference.class_names))
-        key_head = key_head_of(reference)
-        report = compare_predictions(reference, candidate, val_images,
+        report = compare_predictions(reference, Predictor(candidate_path), val_images,
                                      {k: v[:, 0] for k, v in truth.items()}, quantize,
-                                     key_head, class_ids=val_ids)
-        if not report["passed"]:
-            failed = out.with_name(out.name.replace(".tflite", ".parity-failed.tflite"))
-            tmp_file.replace(failed)
-            atomic_write_json(failed.with_suffix(".parity.json"), report)
-            raise ParityError("\n".join(summary_lines(report)) + f"\nKept as {failed}; "
-                              f"{out} was not written. Try a milder --quantize mode.",
-                              report, failed)
+                                     key_head_of(reference), class_ids=val_ids)
+        target = out if report["passed"] else out.with_name(
+            out.name.replace(".tflite", ".parity-failed.tflite"))
+        with atomic_path(target) as tmp_file:
+            shutil.copyfile(candidate_path, tmp_file)
+    if not report["passed"]:
+        atomic_write_json(target.with_suffix(".parity.json"), report)
+        raise ParityError("\n".join(summary_lines(report)) + f"\nKept as {target}; "
+                          f"{out} was not written. Try a milder --quantize mode.",
+                          report, target)
     atomic_write_json(out.with_suffix(".metadata.json"), meta)
     atomic_write_json(out.with_suffix(".parity.json"), report)
     return {"path": str(out), "bytes": out.stat().st_size, "metadata": meta, "parity": report}

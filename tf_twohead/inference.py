@@ -25,6 +25,7 @@ from tf_twohead import metadata
 from tf_twohead.config import load_config
 from tf_twohead.data.images import load_rgb
 from tf_twohead.defaults import DEFAULT_CLASS_NAMES, DEFAULT_HEADS, SOFTMAX_OUTPUT
+from tf_twohead.errors import ModelFileError
 from tf_twohead.runtime import set_threads
 
 __all__ = ["KerasRunner", "Predictor", "TFLiteRunner", "find_run_config", "set_threads"]
@@ -64,11 +65,15 @@ class TFLiteRunner:
     def __init__(self, path: Path, threads: int | None = None):
         from ai_edge_litert.interpreter import Interpreter
 
-        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        signatures = self.interpreter.get_signature_list()
+        try:
+            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            signatures = self.interpreter.get_signature_list()
+        except (ValueError, RuntimeError) as e:  # not a flatbuffer LiteRT can read
+            raise ModelFileError(f"{path}: not a model LiteRT can read ("
+                                 f"{' '.join(str(e).split())[:200]})") from None
         if "serving_default" not in signatures:
-            raise ValueError(f"{path} has no 'serving_default' signature (found "
-                             f"{sorted(signatures)}); convert it with `tf-twohead convert`.")
+            raise ModelFileError(f"{path} has no 'serving_default' signature (found "
+                                 f"{sorted(signatures)}); convert it with `tf-twohead convert`.")
         self.runner = self.interpreter.get_signature_runner("serving_default")
         shape = self.runner.get_input_details()["image"]["shape"]
         self.img_size = int(shape[1])

@@ -20,10 +20,12 @@ import zipfile
 from pathlib import Path
 
 from tf_twohead.defaults import IMAGENET_MEAN, IMAGENET_STD
+from tf_twohead.errors import ModelFileError
 from tf_twohead.fileio import sha256
 from tf_twohead.version import __version__
 
 METADATA_NAME = "tf_twohead_metadata.json"
+MAX_METADATA_BYTES = 1 << 20
 FORMAT = "tf-twohead/tflite-metadata"
 FORMAT_VERSION = 1
 
@@ -89,9 +91,42 @@ def embed(tflite_path: str | os.PathLike, metadata: dict) -> Path:
 
 
 def read(tflite_path: str | os.PathLike) -> dict | None:
-    """The embedded metadata of a `.tflite` file, or None when it has none."""
+    """The embedded metadata of a `.tflite` file, checked, or None when it has none.
+
+    Raises:
+        ModelFileError: the metadata is there but is not valid JSON of the expected shape.
+    """
     try:
         with zipfile.ZipFile(tflite_path) as archive:
-            return json.loads(archive.read(METADATA_NAME))
+            info = archive.getinfo(METADATA_NAME)
+            if info.file_size > MAX_METADATA_BYTES:
+                raise ModelFileError(f"{tflite_path}: its metadata unpacks to "
+                                     f"{info.file_size:,} bytes; it is not tf-twohead's")
+            meta = json.loads(archive.read(METADATA_NAME))
     except (zipfile.BadZipFile, KeyError):
         return None
+    except (ValueError, UnicodeDecodeError, zipfile.LargeZipFile, NotImplementedError,
+            OSError, EOFError) as e:
+        raise ModelFileError(f"{tflite_path}: its embedded metadata ({METADATA_NAME}) is not "
+                             f"readable JSON ({type(e).__name__}: {str(e)[:120]}). Export it "
+                             "again with tf-twohead convert.") from None
+    check(meta, tflite_path)
+    return meta
+
+
+def check(meta, where) -> None:
+    """Raise `ModelFileError` unless `meta` has the fields `Predictor` relies on."""
+    try:
+        names = meta["class_names"]
+        ok = isinstance(names, list) and all(isinstance(n, str) for n in names)
+        for head in meta["heads"].values():
+            ids = head["positive_ids"]
+            ok &= isinstance(ids, list) and all(type(i) is int and 0 <= i < len(names)
+                                                for i in ids)
+            ok &= head["threshold"] is None or isinstance(head["threshold"], (int, float))
+    except (KeyError, TypeError, AttributeError):
+        ok = False
+    if not ok:
+        raise ModelFileError(f"{where}: its embedded metadata lacks the class names or head "
+                             "definitions tf-twohead writes. Export it again with tf-twohead "
+                             "convert.")

@@ -17,8 +17,11 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 
+from tf_twohead.errors import ModelFileError
 from tf_twohead.metrics import (
     SoftmaxHeadAUC,
     SoftmaxHeadF1,
@@ -40,8 +43,19 @@ def load_model(path, compile: bool = False) -> keras.Model:
         compile: bool. Restore the optimizer (with its state), losses and metrics, as
             `--resume` does. Defaults to False (inference).
 
+    Keras' `safe_mode` stays on (no Lambda layers, no arbitrary callables); any file
+    Keras refuses or cannot read is a `ModelFileError` naming it.
+
     Example:
 
     >>> model = load_model("saved_models/two_head/best.keras")
     """
-    return keras.saving.load_model(path, compile=compile)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"Model file not found: {path}")
+    try:
+        return keras.saving.load_model(path, compile=compile, safe_mode=True)
+    except Exception as e:  # Keras raises many types for a file it refuses or cannot read
+        reason = " ".join(str(e).split())[:300]
+        raise ModelFileError(f"{path}: not a model Keras can load safely ({type(e).__name__}: "
+                             f"{reason}). Only load .keras files written by tf-twohead or "
+                             "Keras from sources you trust.") from None
