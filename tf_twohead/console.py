@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import signal
 import sys
+import warnings
 
 from tf_twohead.errors import ParityError, TwoHeadError
+from tf_twohead.quiet import VERBOSE_ENV, native_stderr_silenced, verbose
 
 # After an interruption: what is safe, and how to go on.
 INTERRUPTED = {
@@ -77,3 +80,25 @@ def os_error(command: str, e: OSError) -> str:
         return (f"cannot write{where}: {reason}. Choose a folder you can write "
                 "(output_dir=..., --out ...).")
     return f"{reason}:{where}" if where else reason
+
+
+def set_verbose(on: bool) -> None:
+    """`-v`: let TensorFlow, absl, Keras and LiteRT print their own messages."""
+    if on:
+        os.environ[VERBOSE_ENV] = "1"
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # read when TensorFlow loads
+
+
+def load_tensorflow() -> None:
+    """Import TensorFlow and Keras and initialise the devices, without their log lines
+    (the absl banner, oneDNN and CUDA notices, `failed call to cuInit`) unless verbose."""
+    with native_stderr_silenced():
+        import keras  # noqa: F401
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # where cuInit fails, loudly, on a CPU machine
+    if not verbose():
+        tf.get_logger().setLevel("ERROR")
+        for module in ("tensorflow", "keras", "absl", "keras_tuner", "tensorboard", "google"):
+            warnings.filterwarnings("ignore", module=module)

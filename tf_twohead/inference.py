@@ -26,15 +26,20 @@ from tf_twohead.config import load_config
 from tf_twohead.data.images import load_rgb
 from tf_twohead.defaults import DEFAULT_CLASS_NAMES, DEFAULT_HEADS, SOFTMAX_OUTPUT
 from tf_twohead.errors import ModelFileError
+from tf_twohead.quiet import native_stderr_silenced
 from tf_twohead.runtime import set_threads
 
 __all__ = ["KerasRunner", "Predictor", "TFLiteRunner", "find_run_config", "set_threads"]
 
 
 def find_run_config(model_path: str | Path):
-    """The `config.yaml` beside a model file, loaded, or None when there is none."""
-    candidate = Path(model_path).parent / "config.yaml"
-    return load_config(candidate) if candidate.is_file() else None
+    """The `config.yaml` beside a model file (or, for a run's `exports/`, the run's),
+    loaded, or None when there is none."""
+    folder = Path(model_path).parent
+    for candidate in (folder / "config.yaml", folder.parent / "config.yaml"):
+        if candidate.is_file() and (candidate.parent == folder or folder.name == "exports"):
+            return load_config(candidate)  # a run's exports/ use the run's config
+    return None
 
 
 class KerasRunner:
@@ -66,7 +71,8 @@ class TFLiteRunner:
         from ai_edge_litert.interpreter import Interpreter
 
         try:
-            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            with native_stderr_silenced():  # LiteRT's "Created ... XNNPACK delegate" line
+                self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
             signatures = self.interpreter.get_signature_list()
         except (ValueError, RuntimeError) as e:  # not a flatbuffer LiteRT can read
             raise ModelFileError(f"{path}: not a model LiteRT can read ("
@@ -76,6 +82,8 @@ class TFLiteRunner:
                                  f"{sorted(signatures)}); convert it with `tf-twohead convert`.")
         self.runner = self.interpreter.get_signature_runner("serving_default")
         shape = self.runner.get_input_details()["image"]["shape"]
+        with native_stderr_silenced():  # the delegate says hello at the first call
+            self.runner(image=np.zeros(shape, np.uint8))
         self.img_size = int(shape[1])
         self.batch = int(shape[0])  # 1 for our exports: static shapes run faster
         self.output_names = sorted(signatures["serving_default"]["outputs"])

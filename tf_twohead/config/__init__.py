@@ -20,8 +20,10 @@ from tf_twohead.config.loading import (
     load,
     load_config,
     to_yaml,
+    with_absolute_paths,
     with_values,
 )
+from tf_twohead.config.presets import preset_names
 from tf_twohead.config.schema import (
     Config,
     DataConfig,
@@ -43,4 +45,4 @@ from tf_twohead.errors import ConfigError
 __all__ = ["Config", "ConfigError", "DataConfig", "ModelConfig", "StageEpochs", "TrainConfig",
            "TuneConfig", "MULTI_WORKER_UNSUPPORTED", "REPLACED_MAPPINGS", "class_metric_names",
            "coarse_ids", "dump", "load", "load_config", "objective_names", "to_yaml",
-           "validate", "with_values"]
+           "validate", "with_absolute_paths", "with_values", "preset_names"]

@@ -21,6 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, read_write
 from omegaconf.errors import OmegaConfBaseException
 
+from tf_twohead.config import presets
 from tf_twohead.config.schema import Config
 from tf_twohead.config.validation import validate
 from tf_twohead.errors import ConfigError
@@ -31,9 +32,10 @@ def load_config(path=None, overrides: list[str] | None = None) -> Config:
     """Load YAML config files, apply `key=value` overrides and validate the result.
 
     Args:
-        path: str, list of str or None. YAML file(s), merged in order (a later file
-            wins; `tf-twohead data tfds` writes one with a dataset's classes and coarse
-            groups to layer over an experiment's file); None starts from the defaults.
+        path: str, list of str or None. YAML file(s) or preset names (`two_head`),
+            merged in order (a later file wins; `tf-twohead data tfds` writes one with a
+            dataset's classes and coarse groups to layer over an experiment's file); None
+            starts from the defaults.
         overrides: list of str. `dotted.key=value` items; they win over the files.
 
     Returns:
@@ -42,8 +44,7 @@ def load_config(path=None, overrides: list[str] | None = None) -> Config:
     sources = []
     paths = [] if path is None else [path] if isinstance(path, (str, os.PathLike)) else path
     for file in paths:
-        if not Path(file).is_file():
-            raise ConfigError(f"Config file not found: {file}")
+        file = presets.resolve(file)  # a path, or a shipped preset's name
         sources.append((f"config file {file}", lambda file=file: OmegaConf.load(file), None))
     for item in overrides or []:
         if "=" not in item:
@@ -131,6 +132,17 @@ def _config_errors(where: str):
 def to_yaml(config: Config) -> str:
     """The resolved config as YAML text; loading it back gives an equal `Config`."""
     return OmegaConf.to_yaml(OmegaConf.structured(config))
+
+
+def with_absolute_paths(config: Config) -> Config:
+    """`config` with `data.root` and `data.cache_dir` made absolute, as a run's
+    `config.yaml` stores them: evaluating the run from another folder still finds its data."""
+    import dataclasses
+
+    data = config.data
+    cache = str(Path(data.cache_dir).resolve()) if data.cache_dir else None
+    return dataclasses.replace(config, data=dataclasses.replace(
+        data, root=str(Path(data.root).resolve()), cache_dir=cache))
 
 
 def dump(config: Config, path: str | os.PathLike) -> Path:

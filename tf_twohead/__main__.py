@@ -1,0 +1,7 @@
+"""`python -m tf_twohead`: the same as the `tf-twohead` command."""
+
+import sys
+
+from tf_twohead.cli import main
+
+sys.exit(main())

@@ -1,0 +1,25 @@
+"""`tf-twohead`: the command line. `parser` defines it, `commands` runs each command.
+
+`main` checks arguments before anything heavy loads, and every user error ends in one
+line and exit code 2 (`console.run`).
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        from tf_twohead import console
+        from tf_twohead.cli import commands, parser
+
+        args = parser.build().parse_args(argv)
+        console.set_verbose(args.verbose)
+        return console.run(args.command, commands.COMMANDS[args.command], args)
+    except KeyboardInterrupt:  # Ctrl-C before the command started (imports, parsing)
+        print("\nInterrupted.", file=sys.stderr)
+        return 130
+
+
+__all__ = ["main"]

@@ -1,0 +1,230 @@
+"""One function per `tf-twohead` command: check what can be checked without TensorFlow
+(config, paths, arguments), then load it quietly and call the library."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tf_twohead import console
+
+
+def data(args) -> int:
+    if args.data_command == "tfds":
+        from tf_twohead.data.tfds import write_tfds
+
+        result = write_tfds(args.name, args.out, args.label, args.coarse_label, args.size,
+                            args.val_fraction, args.limit, args.data_dir, args.seed)
+        counts = result["counts"]
+        print(f"Wrote {args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        print(f"Its classes{' and coarse groups' if args.coarse_label else ''}: "
+              f"{result['config']}; train with e.g. tf-twohead train --config combined "
+              f"--config {result['config']}")
+        return 0
+    from tf_twohead.data.sources import write_fashion_mnist
+
+    out = Path(args.out)
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        raise FileExistsError(f"{out} is not empty: its old images would stay beside the new "
+                              "ones and its CSVs be rewritten. Choose another folder, or "
+                              "pass --overwrite.")
+    counts = write_fashion_mnist(args.out, args.source, args.size, args.train, args.val,
+                                 args.test, args.seed, classes=args.classes)
+    print(f"Wrote {args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    print(f"Next: tf-twohead train --config two_head data.root={args.out} "
+          f"data.img_size={args.size}")
+    return 0
+
+
+def _run_config(args):
+    """The config of a train or tune command, and its data checked, before TensorFlow."""
+    from tf_twohead.config import load_config
+    from tf_twohead.data.splits import split_csv
+    from tf_twohead.errors import DataError
+
+    cfg = load_config(args.config, args.overrides)
+    missing = [str(split_csv(cfg.data.root, s)) for s in ("train", "val", "test")
+               if not split_csv(cfg.data.root, s).is_file()]
+    if missing:
+        raise DataError(f"data.root={cfg.data.root}: no {', '.join(missing)}. Point "
+                        "data.root at a dataset folder with train.csv, val.csv and test.csv "
+                        "(tf-twohead data fashion-mnist DIR writes a demo one).")
+    return cfg
+
+
+def train(args) -> int:
+    cfg = _run_config(args)
+    console.load_tensorflow()
+    from tf_twohead import runtime, training
+
+    runtime.set_threads(args.threads)
+    training.train(cfg, resume=args.resume, overwrite=args.overwrite)
+    return 0
+
+
+def tune(args) -> int:
+    cfg = _run_config(args)
+    console.load_tensorflow()
+    from tf_twohead import runtime
+    from tf_twohead.tuning.search import tune as run_search
+
+    runtime.set_threads(args.threads)
+    run_search(cfg, overwrite=args.overwrite, chief=args.chief, worker=args.worker)
+    return 0
+
+
+def evaluate(args) -> int:
+    from tf_twohead.outputs import resolve_model
+
+    model = resolve_model(args.model)
+    if model.suffix == ".keras":
+        console.load_tensorflow()
+    from tf_twohead import evaluation, reports, runtime
+
+    if model.suffix == ".keras":
+        runtime.set_threads(args.threads)
+    result = evaluation.evaluate(model, args.data, args.split, args.threads,
+                                 args.target_precision, args.latency_images)
+    print(f"Evaluated {model} ({result['format']}, {result['quantization']}) on the "
+          f"{result['split']} split of {result['data']}: {result['images']:,} images")
+    print(reports.markdown_table(evaluation.head_table(result)))
+    for name, m in result.get("at_target_precision", {}).get("heads", {}).items():
+        if not m["reached_on_val"]:
+            print(f"warning: {name}: no threshold reaches precision {args.target_precision:g} "
+                  f"on the val split; its row uses t={m['threshold']:.3f} and means little.")
+    params = f"; {result['params']:,} parameters" if result.get("params") else ""
+    print(f"Latency {result['latency_ms']:.2f} ms per image (file -> probabilities, "
+          f"{args.threads or 'all'} thread(s)); model file {result['model_bytes'] / 1e6:.1f} "
+          f"MB{params}")
+    folder = Path(result["files"][0]).parent
+    print(f"Wrote in {folder}/: " + ", ".join(Path(f).name for f in result["files"]))
+    return 0
+
+
+def compare(args) -> int:
+    from tf_twohead import comparison, reports
+    from tf_twohead.plots.training import plot_runs
+
+    if args.plot:
+        print(f"Wrote {plot_runs(comparison.histories(args.runs), args.plot)}")
+        if not all(comparison.has_metrics(run) for run in args.runs):
+            print("(no results table: evaluate every run first, tf-twohead evaluate RUN)")
+            return 0
+    table = comparison.compare(args.runs)
+    if args.markdown:
+        print(reports.markdown_table(table, "{:.3f}"))
+    else:
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
+def predict(args) -> int:
+    from tf_twohead import predicting
+
+    model = predicting.model_file(args.model)
+    images = predicting.expand_images(args.images)
+    if model.suffix == ".keras":
+        console.load_tensorflow()
+        from tf_twohead import runtime
+
+        runtime.set_threads(args.threads)
+    from tf_twohead.inference import Predictor
+
+    predictor = Predictor(model, threads=args.threads)
+    rows, failures = [], 0
+    for path in images:
+        try:
+            row = predicting.predict_one(predictor, path)
+        except OSError as e:
+            failures += 1
+            print(f"{path}: error: {e}", file=sys.stderr)
+            continue
+        rows.append(row)
+        print(predicting.as_json(row) if args.json else predicting.line(row), flush=True)
+    if args.save:
+        print(f"Wrote {predicting.write_csv(rows, args.save)} ({len(rows)} rows)",
+              file=sys.stderr)
+    return 1 if failures else 0
+
+
+def convert(args) -> int:
+    from tf_twohead.outputs import resolve_model
+
+    model = resolve_model(args.model)
+    if model.suffix != ".keras":
+        raise ValueError(f"convert reads a .keras model or a run folder. Received: {model}")
+    console.load_tensorflow()
+    from tf_twohead import export, parity
+
+    result = export.to_tflite(model, args.quantize, args.calibration, args.out, args.data,
+                              args.parity_images)
+    print(f"Wrote {result['path']} ({result['bytes'] / 1024:,.0f} KiB, {args.quantize}); "
+          f"outputs {', '.join(result['metadata']['outputs'])}")
+    print("\n".join(parity.summary_lines(result["parity"])))
+    note = export.size_note(Path(result["path"]), args.quantize)
+    if note:
+        print(note)
+    return 0
+
+
+def weights(args) -> int:
+    out = Path(args.out) if args.out else Path(args.file).with_suffix(".weights.h5")
+    if not out.name.endswith(".weights.h5"):
+        raise ValueError(f"--out must end with .weights.h5 (Keras' weights format). "
+                         f"Received: {out}")
+    if not Path(args.file).is_file():
+        raise FileNotFoundError(f"No such file: {args.file}")
+    console.load_tensorflow()
+    from tf_twohead import weights as weights_lib
+
+    model, width = weights_lib.import_torchvision(args.file, args.width, return_width=True)
+    weights_lib.save_weights(model, out)
+    checked = weights_lib.hash_in_name(args.file)
+    origin = "given" if args.width else "read from the file"
+    print(f"Wrote {out}: ShuffleNetV2 x{width} ({origin}), {len(model.weights)} tensors, "
+          f"{model.count_params():,} values"
+          + (f"; SHA-256 prefix {checked} checked" if checked else ""))
+    print(f"Train from it with model.pretrained={out} (model.width={width}), or load it with "
+          f"tf_twohead.shufflenet_v2({width}).load_weights({str(out)!r})")
+    return 0
+
+
+def config(args) -> int:
+    from tf_twohead.config import presets
+    from tf_twohead.fileio import atomic_write_text
+
+    if args.config_command == "list":
+        for name in presets.preset_names():
+            first = presets.text(name).splitlines()[0].lstrip("# ")
+            print(f"{name:20} {first}")
+        return 0
+    if args.config_command == "show":
+        print(presets.text(args.name), end="")
+        return 0
+    target = Path(args.file)
+    if target.exists():
+        raise FileExistsError(f"{target} exists; choose another file name.")
+    atomic_write_text(target, presets.text(args.name))
+    print(f"Wrote {target}; train with: tf-twohead train --config {target}")
+    return 0
+
+
+def clean(args) -> int:
+    from tf_twohead import cleaning
+
+    output = Path(args.output_dir)
+    items = cleaning.run_items(args.runs)
+    if args.caches or args.all_caches:
+        items += cleaning.cache_items(output, everything=args.all_caches)
+    if args.trials:
+        items += cleaning.trial_items(output)
+    if not (args.runs or args.caches or args.all_caches or args.trials):
+        raise ValueError("Say what to clean: RUN folders, --caches, --all-caches or --trials "
+                         "(add --dry-run to list only).")
+    cleaning.remove(items, args.dry_run)
+    return 0
+
+
+COMMANDS = {"data": data, "train": train, "tune": tune, "evaluate": evaluate,
+            "compare": compare, "predict": predict, "convert": convert, "weights": weights,
+            "config": config, "clean": clean}
