@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import sys
+import time
 from pathlib import Path
 
 import keras
 
-from tf_twohead import distribute, models, reports
+from tf_twohead import distribute, models
 from tf_twohead.config import Config
 from tf_twohead.data.pipeline import load_splits
 from tf_twohead.fileio import atomic_path, atomic_write_json
+from tf_twohead.plots.training import plot_history
+from tf_twohead.progress import EpochLine, closing_line
 from tf_twohead.recipe import compile_model, schedule_callbacks
 from tf_twohead.runs import STATE_FILE, TIE_BREAK, checkpoint_state, rank_key, trim_history
 
@@ -29,9 +30,10 @@ class RunCheckpoint(keras.callbacks.Callback):
     """Per finished epoch: atomically save `last.keras`, `best.keras` and the run state.
 
     `best.keras` is the epoch `runs.rank_key` picks: the highest `monitor`, ties to the
-    lowest `tie_break` (validation loss). Keras' ModelCheckpoint writes in place (a kill
-    mid-write corrupts the best model) and forgets its best score on restart; this does
-    neither.
+    lowest `tie_break` (validation loss). It is saved for inference, without the
+    optimizer's state (a third of the size); `last.keras` keeps that state for
+    `--resume`. Keras' ModelCheckpoint writes in place (a kill mid-write corrupts the
+    best model) and forgets its best score on restart; this does neither.
     """
 
     def __init__(self, run_dir: Path, monitor: str, best: float = -math.inf,
@@ -40,6 +42,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         super().__init__()
         self.run_dir, self.monitor, self.tie_break = Path(run_dir), monitor, tie_break
         self.best, self.best_epoch, self.best_tie_break = best, best_epoch, best_tie_break
+        self.saved_best, self.last_epoch = False, None
 
     def is_better(self, score: float, tie_break: float) -> bool:
         """Whether an epoch scoring `score` (and `tie_break`) beats the best so far."""
@@ -55,10 +58,11 @@ class RunCheckpoint(keras.callbacks.Callback):
         score, tie_break = float(logs[self.monitor]), float(logs[self.tie_break])
         with atomic_path(self.run_dir / "last.keras") as tmp:
             self.model.save(tmp)
-        if self.is_better(score, tie_break):
-            with atomic_path(self.run_dir / "best.keras") as tmp:
-                shutil.copyfile(self.run_dir / "last.keras", tmp)  # the same bytes, saved once
+        self.saved_best = self.is_better(score, tie_break)
+        if self.saved_best:
+            save_for_inference(self.model, self.run_dir / "best.keras")
             self.best, self.best_epoch, self.best_tie_break = score, epoch + 1, tie_break
+        self.last_epoch = epoch + 1
         atomic_write_json(self.run_dir / STATE_FILE, {
             "epoch": epoch + 1, "monitor": self.monitor, "best": self.best,
             "best_epoch": self.best_epoch, "tie_break": self.tie_break,
@@ -66,17 +70,35 @@ class RunCheckpoint(keras.callbacks.Callback):
         })
 
 
+def save_for_inference(model: keras.Model, path: Path) -> Path:
+    """Save `model` atomically without its optimizer state: an uncompiled copy with the
+    same weights, as Keras' `.keras` format has no `include_optimizer` (and
+    `clone_model` compiles its clone with the same optimizer)."""
+    copy = keras.Model.from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    with atomic_path(path) as tmp:
+        copy.save(tmp)
+    return Path(path)
+
+
+class HistoryCSV(keras.callbacks.CSVLogger):
+    """Keras' CSVLogger with epochs counted from 1, as everything a person reads."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch + 1, logs)
+
+
 class PlotCurves(keras.callbacks.Callback):
     """Redraw `curves.png` from `history.csv` after every epoch (cheap, and always current)."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, monitor: str | None = None, heads=None):
         super().__init__()
-        self.run_dir = Path(run_dir)
+        self.run_dir, self.monitor, self.heads = Path(run_dir), monitor, heads
 
     def on_epoch_end(self, epoch, logs=None):
         history = self.run_dir / "history.csv"
         if history.is_file():
-            reports.plot_history(history, self.run_dir / "curves.png")
+            plot_history(history, self.run_dir / "curves.png", self.monitor, self.heads)
 
 
 def load_run_splits(cfg: Config) -> dict:
@@ -95,10 +117,10 @@ def run_callbacks(cfg: Config, folder: Path, checkpoint: RunCheckpoint, append: 
     `history.csv`, TensorBoard logs, the checkpoint, `curves.png`, then `extra`."""
     return [
         *schedule_callbacks(cfg),
-        keras.callbacks.CSVLogger(str(Path(folder) / "history.csv"), append=append),
+        HistoryCSV(str(Path(folder) / "history.csv"), append=append),
         keras.callbacks.TensorBoard(str(logs_dir), profile_batch=0),
         checkpoint,
-        PlotCurves(folder),
+        PlotCurves(folder, checkpoint.monitor, list(cfg.model.heads)),
         *(extra or []),
     ]
 
@@ -118,8 +140,8 @@ def fit_run(model: keras.Model, cfg: Config, train_ds, val_ds, state: dict | Non
         cfg: `Config`. Its `run_dir` receives the files.
         train_ds, val_ds: tf.data.Dataset. From `data.pipeline.datasets_for`.
         state: dict or None. `resumable_state` of an interrupted run.
-        verbose: Keras' fit verbosity; None: a progress bar on a terminal, else one
-            line per epoch.
+        verbose: Keras' fit verbosity; None: one compact line per epoch
+            (`progress.EpochLine`), with a step counter on a terminal.
         callbacks: list or None. Extra Keras callbacks, run after the run's own.
         initial_epoch: int or None. Start epoch when there is no state (a search
             continuing a parent trial's weights); defaults to 0.
@@ -142,8 +164,10 @@ def fit_run(model: keras.Model, cfg: Config, train_ds, val_ds, state: dict | Non
 
     monitor = cfg.monitor
     checkpoint = RunCheckpoint(run_dir, monitor, **checkpoint_state(state))
-    if verbose is None:
-        verbose = "auto" if sys.stdout.isatty() else 2
+    started = time.perf_counter()
+    extra = list(callbacks or [])
+    if verbose is None:  # our compact line per epoch instead of Keras' metric soup
+        verbose, extra = 0, [EpochLine(cfg, checkpoint), *extra]
     # With train.freeze_epochs, two fits: the heads on a frozen backbone, then everything.
     phases = ((0, cfg.train.freeze_epochs, True),
               (cfg.train.freeze_epochs, cfg.train.epochs, False))
@@ -162,12 +186,11 @@ def fit_run(model: keras.Model, cfg: Config, train_ds, val_ds, state: dict | Non
         model.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=initial_epoch,
                   steps_per_epoch=cfg.train.steps_per_epoch,
                   callbacks=run_callbacks(cfg, run_dir, checkpoint, initial_epoch > 0,
-                                          run_dir / "logs", callbacks),
+                                          run_dir / "logs", extra),
                   shuffle=False, verbose=verbose)
         initial_epoch = end
     final = json.loads((run_dir / STATE_FILE).read_text())
-    print(f"Done: best {monitor}={final['best']:.4f} at epoch {final['best_epoch']} -> "
-          f"{run_dir / 'best.keras'}")
+    print(closing_line(final, run_dir, time.perf_counter() - started), flush=True)
     return {**final, "run_dir": str(run_dir)}
 
 

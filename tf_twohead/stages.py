@@ -30,21 +30,23 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
+import time
 from pathlib import Path
 
 import keras
 import pandas as pd
 
-from tf_twohead import distribute, reports
-from tf_twohead.config import STAGES, Config, coarse_ids, dump
+from tf_twohead import distribute
+from tf_twohead.config import STAGES, Config, coarse_ids, dump, with_absolute_paths
 from tf_twohead.data.pipeline import datasets_for
 from tf_twohead.data.splits import encode_targets
 from tf_twohead.errors import RunExistsError
 from tf_twohead.fileio import atomic_path, atomic_write_json
 from tf_twohead.fitting import RunCheckpoint, load_run_splits, run_callbacks, steps_per_epoch
 from tf_twohead.models.combined import load_encoder, set_encoders_frozen
+from tf_twohead.plots.training import plot_history
 from tf_twohead.pretrained import build_model, fetch_pretrained
+from tf_twohead.progress import EpochLine, closing_line, run_summary
 from tf_twohead.recipe import compile_model
 from tf_twohead.runs import (
     STATE_FILE,
@@ -107,11 +109,11 @@ def train_staged(cfg: Config, resume: bool = False, overwrite: bool = False,
 
 def _train_stages(cfg: Config, verbose, callbacks) -> dict:
     run_dir = cfg.run_dir
-    dump(cfg, run_dir / "config.yaml")
+    dump(with_absolute_paths(cfg), run_dir / "config.yaml")
     fetch_pretrained(cfg.model, cfg.data.img_size)
     splits = load_run_splits(cfg)  # every split checked before stage 1
-    if verbose is None:
-        verbose = "auto" if sys.stdout.isatty() else 2
+    compact, started = verbose is None, time.perf_counter()
+    verbose = 0 if compact else verbose
     plan = stage_plan(cfg)
     total = sum(epochs for _, _, epochs in plan)
     for index, (stage, offset, epochs) in enumerate(plan):
@@ -139,15 +141,19 @@ def _train_stages(cfg: Config, verbose, callbacks) -> dict:
                 compile_model(model, cfg, total_steps=epochs * steps,
                               heads={} if stage == "coarse" else None)
         checkpoint = RunCheckpoint(folder, stage_monitor(cfg, stage), **checkpoint_state(state))
+        lines = [EpochLine(cfg, checkpoint, heads={} if stage == "coarse" else None)]
+        if compact and index == 0:
+            print(run_summary(cfg, splits, model), flush=True)
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=done,
                   steps_per_epoch=cfg.train.steps_per_epoch,
                   callbacks=run_callbacks(cfg, folder, checkpoint, done > 0,
                                           run_dir / "logs" / stage,
-                                          [MergedHistory(cfg), *(callbacks or [])]),
+                                          [MergedHistory(cfg), *(lines if compact else []),
+                                           *(callbacks or [])]),
                   shuffle=False, verbose=verbose)
     final = _publish_best(cfg)
-    print(f"Done: best {final['monitor']}={final['best']:.4f} at run epoch "
-          f"{final['epoch']} ({final['stage']} stage) -> {run_dir / 'best.keras'}")
+    print(closing_line(final, run_dir, time.perf_counter() - started)
+          + f"\n(best epoch {final['epoch']} of the run is in its {final['stage']} stage)")
     return final
 
 
@@ -192,8 +198,8 @@ class MergedHistory(keras.callbacks.Callback):
         if merged is not None:
             with atomic_path(self.cfg.run_dir / "history.csv") as tmp:
                 merged.to_csv(tmp, index=False)
-            reports.plot_history(self.cfg.run_dir / "history.csv",
-                                 self.cfg.run_dir / "curves.png")
+            plot_history(self.cfg.run_dir / "history.csv", self.cfg.run_dir / "curves.png",
+                         self.cfg.monitor, list(self.cfg.model.heads))
 
 
 def merged_history(cfg: Config) -> pd.DataFrame | None:

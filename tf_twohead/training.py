@@ -24,11 +24,12 @@ from __future__ import annotations
 import keras
 
 from tf_twohead import distribute
-from tf_twohead.config import Config, dump
+from tf_twohead.config import Config, dump, with_absolute_paths
 from tf_twohead.data.pipeline import datasets_for
 from tf_twohead.errors import RunExistsError
 from tf_twohead.fitting import fit_run, load_run_splits
 from tf_twohead.pretrained import build_model, fetch_pretrained
+from tf_twohead.progress import run_summary
 from tf_twohead.recipe import compile_model
 from tf_twohead.runs import check_run_dir, lock_run_dir
 from tf_twohead.runtime import warn_if_onednn_off
@@ -46,8 +47,8 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False,
         cfg: `Config`. The resolved experiment configuration.
         resume: bool. Continue an interrupted run from `last.keras` and its state.
         overwrite: bool. Start again in a run folder that already has a model.
-        verbose: Keras' fit verbosity; None shows a progress bar on a terminal and one
-            line per epoch otherwise (logs, CI).
+        verbose: None (the default): a start summary, one compact line per epoch and
+            a closing line; 0: silent; 1, 2, "auto": Keras' own progress output.
         callbacks: list or None. Extra Keras callbacks, run after the run's own.
 
     Returns:
@@ -62,7 +63,7 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False,
 
 def _train(cfg: Config, state: dict | None, verbose, callbacks) -> dict:
     run_dir = cfg.run_dir
-    dump(cfg, run_dir / "config.yaml")  # first, so every run is reproducible
+    dump(with_absolute_paths(cfg), run_dir / "config.yaml")  # first: every run reproducible
 
     if not state:  # download/convert pretrained weights now: fail before the data work
         fetch_pretrained(cfg.model, cfg.data.img_size)
@@ -74,4 +75,6 @@ def _train(cfg: Config, state: dict | None, verbose, callbacks) -> dict:
         else:
             keras.utils.set_random_seed(cfg.train.seed)
             model = build_model(cfg)  # compiled in fit_run, once its trainable set is known
+    if verbose is None:
+        print(run_summary(cfg, splits, model), flush=True)
     return fit_run(model, cfg, train_ds, val_ds, state, verbose, callbacks)

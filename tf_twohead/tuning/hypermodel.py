@@ -76,7 +76,8 @@ class TwoHeadHyperModel(kt.HyperModel):
         values = {dim.key: plain_value(hp.get(dim.key)) for dim in self.space}
         base = self.config
         fixed = {"train.epochs": epochs or base.tune.epochs or base.train.epochs,
-                 "data.cache_dir": str(base.cache_dir)}  # the search's, not each trial's
+                 "data.cache_dir": str(base.cache_dir),  # the search's, not each trial's
+                 "data.root": str(Path(base.data.root).resolve())}
         if run_dir is not None:
             fixed.update(output_dir=str(Path(run_dir).parent), exp=Path(run_dir).name)
         cfg = with_values(base, {**values, **fixed}, where="trial")
@@ -141,7 +142,7 @@ class TwoHeadHyperModel(kt.HyperModel):
         tune, objective = self.config.tune, self.config.objective
         history = pd.read_csv(run_dir / "history.csv")
         best = best_row(history, objective, "val_loss", tune.direction == "max")
-        figures = {objective: float(best[objective]), "best_epoch": float(best["epoch"] + 1)}
+        figures = {objective: float(best[objective]), "best_epoch": float(best["epoch"])}
         for head in cfg.model.heads:
             figures[f"val_{head}_f1"] = float(best[f"val_{head}_f1"])
         figures["val_loss"] = float(best["val_loss"])
