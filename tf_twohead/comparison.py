@@ -35,8 +35,10 @@ def has_metrics(path: str | Path) -> bool:
 def compare(paths: list[str | Path], heads: list[str] | None = None) -> pd.DataFrame:
     """The reference's results table for several evaluated runs.
 
-    Softmax-kind runs (the baselines, the combined model) add their class `accuracy`
-    and `top5`.
+    Per head: precision, recall, F1, AUC and, for runs evaluated with
+    `--target-precision P`, the recall at the validation threshold reaching P (empty
+    where no threshold reached it). Softmax-kind runs (the baselines, the combined model)
+    add their class `accuracy` and `top5`; columns no run has are left out.
 
     Args:
         paths: run folders (their `metrics.json`), model files (the metrics
@@ -58,10 +60,14 @@ def compare(paths: list[str | Path], heads: list[str] | None = None) -> pd.DataF
         fmt = m.get("format", "keras")
         fmt += "" if m.get("quantization", "none") == "none" else f" {m['quantization']}"
         row = {"model": f"{m['exp']} ({m['kind']}, {fmt})", "img size": m["img_size"]}
+        target = m.get("at_target_precision", {})
         for head in heads:
             h = m["heads"].get(head, {})
-            row[f"{head} precision"] = h.get("precision", float("nan"))
-            row[f"{head} recall"] = h.get("recall", float("nan"))
+            for key in ("precision", "recall", "f1", "auc"):
+                row[f"{head} {key}"] = h.get(key, float("nan"))
+            at = target.get("heads", {}).get(head)
+            row[f"{head} recall@P{target.get('target', '')}"] = (
+                at["recall"] if at and at.get("reached_on_val", True) else float("nan"))
         row["accuracy"] = m.get("classes", {}).get("accuracy", float("nan"))
         row["top5"] = m.get("classes", {}).get("top5", float("nan"))
         row["latency ms"] = m["latency_ms"]
@@ -69,5 +75,5 @@ def compare(paths: list[str | Path], heads: list[str] | None = None) -> pd.DataF
         row["size MB"] = m["model_bytes"] / 1e6
         rows.append(row)
     table = pd.DataFrame(rows)
-    empty = [c for c in ("accuracy", "top5") if table[c].isna().all()]
-    return table.drop(columns=empty)  # class accuracy only when a softmax run is compared
+    empty = [c for c in table.columns if table[c].isna().all()]
+    return table.drop(columns=empty)  # e.g. class accuracy only when a softmax run is there

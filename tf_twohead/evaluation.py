@@ -15,18 +15,17 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
 
 from tf_twohead import reports
 from tf_twohead.data.cache import load_split
 from tf_twohead.data.images import MAX_IMAGE_PIXELS
 from tf_twohead.data.splits import encode_targets
 from tf_twohead.defaults import SOFTMAX_OUTPUT
+from tf_twohead.figures import write_figures
 from tf_twohead.fileio import atomic_write_json, atomic_write_text
 from tf_twohead.inference import Predictor
-from tf_twohead.outputs import metrics_file, output_prefix, resolve_model
+from tf_twohead.outputs import metrics_file, resolve_model, result_file
 from tf_twohead.scores import binary_metrics, class_metrics, threshold_for_precision
 
 
@@ -75,8 +74,11 @@ def evaluate(run_dir_or_model: str | Path, data_root: str | Path | None = None,
         latency_images: int. Images timed one by one for `latency_ms`.
 
     Returns:
-        The metrics dict written to `metrics_file(model, split)`: `metrics.json` for a
-        run's `best.keras` on test, `best.tflite.metrics.json` for `best.tflite`, ...
+        The metrics dict written to `metrics_file(model, split, dataset)`: `metrics.json`
+        for a run's `best.keras` on its own test split, `metrics_val.json` on val,
+        `metrics@other.json` on another dataset, `best.tflite.metrics.json` for
+        `best.tflite`; its `files` lists everything written (metrics, report, PR curves,
+        confusion matrices, one error gallery per head).
     """
     model_path = resolve_model(run_dir_or_model)
     predictor = Predictor(model_path, threads=threads)
@@ -91,12 +93,15 @@ def evaluate(run_dir_or_model: str | Path, data_root: str | Path | None = None,
 
     data, scores = run(split)
     root = Path(data_root or cfg.data.root)  # one of them exists, or run() raised
-    truth = encode_targets(data.class_ids, "two_head", predictor.heads, len(classes))
+    own = cfg is not None and root.resolve() == Path(cfg.data.root).resolve()
+    dataset = None if own or data_root is None else root.resolve().name
+    truth = {k: v[:, 0] for k, v in encode_targets(
+        data.class_ids, "two_head", predictor.heads, len(classes)).items()}
     decisions = predictor.decisions(scores)
     heads = {}
     for name in predictor.heads:
         threshold = None if predictor.kind == "softmax" else 0.5
-        heads[name] = binary_metrics(truth[name][:, 0], scores[name], decisions[name], threshold)
+        heads[name] = binary_metrics(truth[name], scores[name], decisions[name], threshold)
 
     result = {
         "model": str(model_path),
@@ -105,62 +110,46 @@ def evaluate(run_dir_or_model: str | Path, data_root: str | Path | None = None,
         "format": model_path.suffix.lstrip("."),
         "quantization": (predictor.metadata or {}).get("quantization", "none"),
         "img_size": predictor.img_size,
-        "data": str(root),
+        "data": str(root.resolve()),
         "split": split,
         "images": len(data),
         "heads": heads,
     }
     if predictor.kind == "softmax":
         result["classes"] = class_metrics(data.class_ids, scores[SOFTMAX_OUTPUT], classes)
+    target = None
     if target_precision is not None:
         val_data, val_scores = run("val") if split != "val" else (data, scores)
         val_truth = encode_targets(val_data.class_ids, "two_head", predictor.heads, len(classes))
         chosen = {name: threshold_for_precision(val_truth[name][:, 0], val_scores[name],
                                                 target_precision) for name in predictor.heads}
         at = predictor.decisions(scores, chosen)
-        result["at_target_precision"] = {
-            "target": target_precision,
-            "heads": {name: binary_metrics(truth[name][:, 0], scores[name], at[name],
-                                           chosen[name]) for name in predictor.heads},
-        }
+        result["at_target_precision"] = {"target": target_precision, "heads": {}}
+        for name in predictor.heads:
+            on_val = binary_metrics(val_truth[name][:, 0], val_scores[name],
+                                    val_scores[name] >= chosen[name], chosen[name])
+            metrics = binary_metrics(truth[name], scores[name], at[name], chosen[name])
+            # No threshold reaches the target on val: say so, do not pass off t=1.0.
+            metrics["reached_on_val"] = bool(on_val["precision"] >= target_precision
+                                             and on_val["recall"] > 0)
+            result["at_target_precision"]["heads"][name] = metrics
+        target = {"precision": target_precision, "thresholds": chosen}
     files = [root / row.path for row in data.rows[:latency_images]]
     result["latency_ms"] = measure_latency(predictor, files)
     result["latency_threads"] = threads
     result["model_bytes"] = model_path.stat().st_size  # .keras includes optimizer state
     result["params"] = predictor.runner.params or (predictor.metadata or {}).get("params")
 
-    out_dir = model_path.parent
-    atomic_write_json(metrics_file(model_path, split), result)
-    prefix = output_prefix(model_path)
-    suffix = "" if split == "test" else f"_{split}"
-    _plots(predictor, data, truth, scores, decisions, out_dir, prefix, suffix)
-    atomic_write_text(out_dir / f"{prefix}report{suffix}.md", report_markdown(result))
+    def path_for(name: str) -> Path:
+        return result_file(model_path, name, split, dataset)
+
+    title = (f"{model_path.name} ({result['format']}, {result['quantization']}) on "
+             f"{split} of {root.name}, {len(data)} images")
+    files = write_figures(predictor, data, truth, scores, decisions, path_for, title, target)
+    files.append(atomic_write_text(path_for("report.md"), report_markdown(result)))
+    result["files"] = [str(f) for f in [metrics_file(model_path, split, dataset), *files]]
+    atomic_write_json(metrics_file(model_path, split, dataset), result)
     return result
-
-
-def _plots(predictor, data, truth, scores, decisions, out_dir: Path, prefix: str,
-           suffix: str) -> None:
-    curves = {}
-    for name in predictor.heads:
-        t = truth[name][:, 0]
-        if len(np.unique(t)) == 2:
-            p, r, _ = skm.precision_recall_curve(t.astype(bool), scores[name])
-            curves[name] = (p, r)
-    if curves:
-        reports.plot_pr_curves(curves, out_dir / f"{prefix}pr_curves{suffix}.png",
-                               f"{predictor.kind}: precision-recall ({data.name})")
-    matrices = {
-        name: (skm.confusion_matrix(truth[name][:, 0].astype(bool), decisions[name],
-                                    labels=[False, True]), ["no", "yes"])
-        for name in predictor.heads
-    }
-    reports.plot_confusions(matrices, out_dir / f"{prefix}confusion{suffix}.png")
-    if predictor.kind == "softmax":  # the class matrix alone, big enough for many classes
-        labels = list(range(len(predictor.class_names)))
-        matrix = skm.confusion_matrix(data.class_ids, scores[SOFTMAX_OUTPUT].argmax(axis=1),
-                                      labels=labels)
-        reports.plot_class_confusion(matrix, predictor.class_names,
-                                     out_dir / f"{prefix}confusion_classes{suffix}.png")
 
 
 def head_table(result: dict) -> pd.DataFrame:
@@ -171,7 +160,8 @@ def head_table(result: dict) -> pd.DataFrame:
     if "at_target_precision" in result:
         target = result["at_target_precision"]["target"]
         for name, m in result["at_target_precision"]["heads"].items():
-            rows.append({"head": f"{name} @P>={target:g} (t={m['threshold']:.3f})",
+            reached = "" if m.get("reached_on_val", True) else ", not reached on val"
+            rows.append({"head": f"{name} @P>={target:g} (t={m['threshold']:.3f}{reached})",
                          **{k: m[k] for k in ("precision", "recall", "f1", "accuracy", "auc")},
                          "positives": m["positives"], "images": m["support"]})
     return pd.DataFrame(rows)

@@ -23,10 +23,20 @@ def output_prefix(model_path: Path) -> str:
     return "" if model_path.name == "best.keras" else f"{model_path.name}."
 
 
-def metrics_file(model_path: Path, split: str = "test") -> Path:
-    """Where `evaluate` writes the metrics of a model on a split."""
-    name = "metrics.json" if split == "test" else f"metrics_{split}.json"
-    return model_path.parent / (output_prefix(model_path) + name)
+def result_file(model_path: Path, name: str, split: str = "test",
+                dataset: str | None = None) -> Path:
+    """A file `evaluate` writes beside a model: `metrics.json` for a run's `best.keras` on
+    its own test split; `metrics_val.json` on val; `metrics@other.json` on another
+    dataset; `best.tflite.metrics.json` for another model file. Results on one split or
+    dataset never overwrite another's."""
+    stem, dot, ext = name.partition(".")
+    tag = ("" if split == "test" else f"_{split}") + (f"@{dataset}" if dataset else "")
+    return model_path.parent / f"{output_prefix(model_path)}{stem}{tag}{dot}{ext}"
+
+
+def metrics_file(model_path: Path, split: str = "test", dataset: str | None = None) -> Path:
+    """Where `evaluate` writes the metrics of a model on a split (of another dataset)."""
+    return result_file(model_path, "metrics.json", split, dataset)
 
 
 def metrics_path(path: str | Path) -> Path:

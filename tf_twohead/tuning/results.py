@@ -23,6 +23,7 @@ import pandas as pd
 from tf_twohead import reports
 from tf_twohead.config import Config, load_config, to_yaml
 from tf_twohead.fileio import atomic_write_text
+from tf_twohead.plots.search import plot_pareto
 from tf_twohead.runs import best_row
 from tf_twohead.tuning.space import plain_value
 
@@ -137,7 +138,7 @@ def write_reports(cfg: Config, space) -> dict:
     atomic_write_text(run_dir / "pareto.csv", front.to_csv(index=False))
     best = best_trial(cfg, done)
     if not done.empty:
-        reports.plot_pareto(done, cfg.objective, keys, run_dir / "pareto.png",
+        plot_pareto(done, cfg.objective, keys, run_dir / "pareto.png",
                             dict(cfg.tune.constraints),
                             None if best is None else best["trial"])
     best_path = run_dir / "best_config.yaml"
@@ -155,6 +156,10 @@ def write_reports(cfg: Config, space) -> dict:
               "no best_config.yaml. Relax them or widen the space.")
         summary_best = None
     else:
+        if done[cfg.objective].nunique() == 1 and len(done) > 1:
+            print(f"[tune] All {len(done)} completed trials tie at {cfg.objective}="
+                  f"{best[cfg.objective]:.4f}: none is more accurate; the smallest file is "
+                  "named below. Train longer (tune.epochs) or widen the space to separate them.")
         print(f"[tune] Best: trial {best['trial']} {cfg.objective}="
               f"{best[cfg.objective]:.4f}, {best['tflite_kb']:.0f} KiB, "
               f"{best['latency_ms']:.2f} ms -> {best_path}")
