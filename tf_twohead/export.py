@@ -33,6 +33,7 @@ from tf_twohead.inference import Predictor
 from tf_twohead.models import input_normalization
 from tf_twohead.outputs import resolve_model
 from tf_twohead.parity import compare_predictions, summary_lines
+from tf_twohead.quiet import native_stderr_silenced
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 
@@ -56,7 +57,8 @@ def write_serving_model(model, directory: str | Path) -> Path:
         # arithmetic of every channel shuffle (96 SHAPE/PACK/SLICE ops at x0.5).
         input_signature=[tf.TensorSpec((1, size, size, 3), tf.uint8, name="image")],
     )
-    archive.write_out(str(directory), verbose=False)
+    with native_stderr_silenced():
+        archive.write_out(str(directory), verbose=False)
     return Path(directory)
 
 
@@ -97,7 +99,8 @@ def convert_saved_model(directory: str | Path, quantize: str = "none",
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
     try:
-        return converter.convert()
+        with native_stderr_silenced():  # the converter's own C++ log lines
+            return converter.convert()
     except Exception as e:  # ConverterError and friends carry the op list in the text
         raise ExportError(_explain(str(e), quantize)) from None
 
@@ -121,10 +124,31 @@ def _explain(message: str, quantize: str) -> str:
     return f"TFLite conversion ({quantize}) failed: {last or message[:500]}"
 
 
+EXPORTS_DIR = "exports"
+
+
 def default_output(model_path: Path, quantize: str) -> Path:
-    """`best.keras` -> `best.tflite` (float32) or `best.<mode>.tflite`."""
+    """`<run>/best.keras` -> `<run>/exports/best.tflite` (float32) or `best.<mode>.tflite`:
+    every export of a run, with its metadata and parity report, in one folder."""
     suffix = ".tflite" if quantize == "none" else f".{quantize}.tflite"
-    return model_path.with_name(model_path.stem + suffix)
+    return model_path.parent / EXPORTS_DIR / (model_path.stem + suffix)
+
+
+def size_note(path: Path, quantize: str) -> str | None:
+    """Why an int8 file can be larger than the dynamic-range one beside it."""
+    dynamic = path.with_name(path.name.replace(".int8.", ".dynamic."))
+    if quantize != "int8" or not dynamic.is_file():
+        return None
+    int8, dyn = path.stat().st_size, dynamic.stat().st_size
+    if int8 <= dyn:
+        return f"int8 is {(1 - int8 / dyn):.0%} smaller than {dynamic.name}."
+    return (f"Note: int8 ({int8 / 1024:,.0f} KiB) is larger than {dynamic.name} "
+            f"({dyn / 1024:,.0f} KiB). Both store the weights as int8; full-integer "
+            "quantization also stores a scale and zero point per channel for every "
+            "activation tensor and adds quantize/dequantize ops at the float32 outputs. A "
+            "model as small as ShuffleNetV2 x0.5 (mostly 1x1 and depthwise convolutions with "
+            "few weights) has more activation tensors than weight bytes to save, so int8 pays "
+            "off in speed on integer hardware (NPUs, DSPs), not in size.")
 
 
 def to_tflite(model_path: str | Path, quantize: str = "none", calibration: int = 200,
@@ -166,12 +190,17 @@ def to_tflite(model_path: str | Path, quantize: str = "none", calibration: int =
     # Everything is built and checked in a temporary folder (removed on any exit, Ctrl-C
     # and SIGTERM included): nothing gets a .tflite name beside the model before its
     # parity check has passed.
+    say = print if progress else (lambda *a, **k: None)
     with tempfile.TemporaryDirectory(prefix="tf_twohead_convert_") as tmp:
+        say(f"[1/3] {model_path}: writing the serving signature (uint8 image -> "
+            f"{', '.join(reference.output_names)})", flush=True)
         saved = write_serving_model(reference.model, Path(tmp) / "saved_model")
+        say(f"[2/3] converting to TFLite ({quantize})", flush=True)
         candidate_path = Path(tmp) / "candidate.tflite"
         candidate_path.write_bytes(convert_saved_model(saved, quantize, train))
         metadata_lib.embed(candidate_path, meta)
         val_images, val_ids = val
+        say(f"[3/3] checking parity on {len(val_images)} validation images", flush=True)
         truth = encode_targets(val_ids, "two_head", reference.heads, len(reference.class_names))
         report = compare_predictions(reference, Predictor(candidate_path), val_images,
                                      {k: v[:, 0] for k, v in truth.items()}, quantize,
