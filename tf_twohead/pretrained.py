@@ -120,6 +120,8 @@ def _converted(pth: Path, width: float, cache_dir: str | None) -> Path:
     out = _cache_root(cache_dir) / CACHE_SUBDIR / name
     if not out.is_file():
         save_weights(import_torchvision(pth, width), out)
+        print(f"model.pretrained: converted {pth} to {out} ({out.stat().st_size / 1e6:.1f} MB, "
+              "cached for later runs)", flush=True)
     return out
 
 
@@ -135,7 +137,8 @@ def load_pretrained(model: keras.Model, spec: str, width: float = 0.5,
         The number of layers loaded.
     """
     source = shufflenet_v2(width)
-    source.load_weights(resolve_pretrained(spec, width, cache_dir))
+    weights_file = resolve_pretrained(spec, width, cache_dir)
+    source.load_weights(weights_file)
     prefixes = BACKBONE_PREFIXES + (("conv5_",) if include_conv5 else ())
     loaded = 0
     for layer in model.layers:
@@ -144,6 +147,9 @@ def load_pretrained(model: keras.Model, spec: str, width: float = 0.5,
             loaded += 1
     if not loaded:
         raise WeightsError(f"model.pretrained: {model.name} has no ShuffleNetV2 layers to load")
+    print(f"model.pretrained: loaded {loaded} layers of ShuffleNetV2 x{width} "
+          f"({'conv1 to conv5' if include_conv5 else 'conv1 to stage4'}) from {weights_file} "
+          f"into {model.name}; the heads start fresh.", flush=True)
     return loaded
 
 

@@ -31,6 +31,7 @@ import numpy as np
 from tf_twohead.errors import WeightsError
 from tf_twohead.fileio import atomic_path, sha256
 from tf_twohead.models import shufflenet_v2
+from tf_twohead.models.shufflenet import STAGE_OUT_CHANNELS
 from tf_twohead.torchfile import read_state_dict
 
 HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.[^.]+$")  # torch.hub's convention, >= 8 hex
@@ -129,7 +130,8 @@ def assign_state_dict(model: keras.Model, state_dict: dict[str, np.ndarray],
     return len(plan)
 
 
-def import_torchvision(path: str | os.PathLike, width: float = 0.5) -> keras.Model:
+def import_torchvision(path: str | os.PathLike, width: float | None = None,
+                       return_width: bool = False):
     """Read a torchvision ShuffleNetV2 `.pth` into `tf_twohead.shufflenet_v2(width)`.
 
     Reading needs no torch (see `torchfile`). A file whose name carries torch.hub's hash
@@ -137,18 +139,35 @@ def import_torchvision(path: str | os.PathLike, width: float = 0.5) -> keras.Mod
 
     Args:
         path: str. The `.pth` state_dict.
-        width: float. The width the file was trained with (0.5, 1.0, 1.5, 2.0).
+        width: float or None. The width the file was trained with (0.5, 1.0, 1.5, 2.0);
+            None reads it from the tensors' shapes (`infer_width`).
+        return_width: bool. Also return the width used.
 
     Returns:
         The full classifier (float input normalised with ImageNet mean/std, 1000 logits)
-        holding the file's weights; `save_weights` it to get a `.weights.h5`.
+        holding the file's weights (and its width); `save_weights` it to get a
+        `.weights.h5`.
     """
     check_hash(path)
     state_dict = read_state_dict(path)
+    width = width or infer_width(state_dict, os.fspath(path))
     classes = state_dict["fc.weight"].shape[0] if "fc.weight" in state_dict else 1000
     model = shufflenet_v2(width, classes=classes)
     assign_state_dict(model, state_dict, where=os.fspath(path))
-    return model
+    return (model, width) if return_width else model
+
+
+def infer_width(state_dict: dict, where: str = "state_dict") -> float:
+    """The ShuffleNetV2 width whose stage channels match the file's stage-4 output."""
+    tensor = state_dict.get("conv5.0.weight")
+    if tensor is None or np.ndim(tensor) != 4:
+        raise WeightsError(f"{where}: no conv5.0.weight, so not a torchvision ShuffleNetV2 "
+                           "state_dict; pass --width if it is one.")
+    for width, channels in STAGE_OUT_CHANNELS.items():
+        if channels[3] == tensor.shape[1] and channels[4] == tensor.shape[0]:
+            return float(width)
+    raise WeightsError(f"{where}: conv5 maps {tensor.shape[1]} to {tensor.shape[0]} channels, "
+                       f"which no ShuffleNetV2 width has ({sorted(STAGE_OUT_CHANNELS)}).")
 
 
 def save_weights(model: keras.Model, path: str | os.PathLike) -> Path:

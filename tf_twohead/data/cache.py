@@ -104,7 +104,7 @@ def scan_split(root: str | Path, split: str, img_size: int, num_classes: int,
     """
     csv_path = split_csv(root, split)
     rows, problems = read_split(csv_path, num_classes)
-    folder = _cache_folder(cache_dir or Config().cache_dir, csv_path, rows, split, img_size,
+    folder = cache_folder(cache_dir or Config().cache_dir, csv_path, rows, split, img_size,
                            max_pixels)
     meta_path = folder / "meta.json"
     if not rows:
@@ -113,9 +113,9 @@ def scan_split(root: str | Path, split: str, img_size: int, num_classes: int,
         meta = json.loads(meta_path.read_text())
         images = np.load(folder / "images.npy", mmap_mode="r")
     else:
-        meta, images = _build(folder, csv_path.parent, rows, img_size, workers,
+        meta, images = _build(folder, csv_path, rows, img_size, workers,
                               f"Decoding {split} ({csv_path})" if progress else None,
-                              max_pixels)
+                              max_pixels, num_classes)
     bad = {int(i): reason for i, reason in meta["bad"].items()}
     problems += [Problem(rows[i].csv, rows[i].line, rows[i].path, "undecodable image", why)
                  for i, why in sorted(bad.items())]
@@ -142,7 +142,7 @@ def keep_usable(split: SplitData, problems: list[Problem], on_bad_image: str,
     return split
 
 
-def _cache_folder(cache_dir, csv_path: Path, rows: list[Row], split: str, size: int,
+def cache_folder(cache_dir, csv_path: Path, rows: list[Row], split: str, size: int,
                   max_pixels: int) -> Path:
     digest = hashlib.sha1(f"v{CACHE_VERSION}|{csv_path.resolve()}|{size}|{max_pixels}".encode())
     for row in rows:
@@ -161,9 +161,11 @@ def decode_file(path: Path, size: int, max_pixels: int) -> tuple[np.ndarray, str
     return load_rgb(io.BytesIO(data), size, max_pixels), digest
 
 
-def _build(folder: Path, root: Path, rows: list[Row], size: int, workers: int,
-           description: str | None, max_pixels: int = MAX_IMAGE_PIXELS):
+def _build(folder: Path, csv_path: Path, rows: list[Row], size: int, workers: int,
+           description: str | None, max_pixels: int = MAX_IMAGE_PIXELS,
+           num_classes: int | None = None):
     """Decode every row into `folder/images.npy`; remember the rows that failed."""
+    root = csv_path.parent
     folder.mkdir(parents=True, exist_ok=True)
     bad: dict[int, str] = {}
     hashes = [""] * len(rows)
@@ -184,15 +186,21 @@ def _build(folder: Path, root: Path, rows: list[Row], size: int, workers: int,
         reserve_space(tmp, tmp.stat().st_size, "the decode cache (data.cache_dir)")
         with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
             results = pool.map(decode, range(len(rows)))
-            for index, result in tqdm(results, total=len(rows), desc=description,
-                                      disable=description is None, unit="img"):
+            # A bar on a terminal; in a log (not a TTY) one line when done, below.
+            bar = tqdm(results, total=len(rows), desc=description, unit="img",
+                       disable=True if description is None else None)
+            for index, result in bar:
                 if isinstance(result, str):
                     bad[index] = result
                 else:
                     out[index], hashes[index] = result
         out.flush()
         del out
-    meta = {"version": CACHE_VERSION, "size": size, "rows": len(rows),
+    if description is not None and bar.disable:
+        print(f"{description}: {len(rows):,} images, {len(bad)} undecodable", flush=True)
+    meta = {"version": CACHE_VERSION, "dataset": str(root.resolve()),
+            "csv": str(csv_path.resolve()), "split": csv_path.stem, "size": size,
+            "max_pixels": max_pixels, "classes": num_classes, "rows": len(rows),
             "bad": {str(i): why for i, why in bad.items()}, "hashes": hashes}
     atomic_write_json(folder / "meta.json", meta)  # written last: marks the cache complete
     return meta, np.load(folder / "images.npy", mmap_mode="r")

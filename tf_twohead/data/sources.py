@@ -134,7 +134,8 @@ def write_fashion_mnist(out: str | Path, source: str | Path | None = None, size:
     counts = {}
     for split, (images, labels, index) in picks.items():
         rows = []
-        for i in tqdm(index, desc=f"Writing {split}", disable=not progress, unit="img"):
+        quiet = None if progress else True  # None: a bar on a terminal only
+        for i in tqdm(index, desc=f"Writing {split}", disable=quiet, unit="img"):
             class_id = FASHION_TO_CLASS[int(labels[i])] if classes == 3 else int(labels[i])
             rel = f"{folders[class_id]}/{split}_{i:05d}.jpg"
             img = Image.fromarray(images[i], "L")
