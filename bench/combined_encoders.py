@@ -52,8 +52,8 @@ def cli(*args: str, check: bool = True) -> None:
 def tflite_kb(run: Path) -> float:
     """Size of the dynamic-range export (kept as *.parity-failed.tflite if parity failed)."""
     for name in ("best.dynamic.tflite", "best.dynamic.parity-failed.tflite"):
-        if (run / name).is_file():
-            return (run / name).stat().st_size / 1024
+        if (run / "exports" / name).is_file():
+            return (run / "exports" / name).stat().st_size / 1024
     return float("nan")
 
 
@@ -95,7 +95,7 @@ def main() -> None:
                 if not (run / "bench_seconds.json").is_file():
                     (run / "bench_seconds.json").write_text(json.dumps({"seconds": seconds}))
                 cli("evaluate", str(run), "--latency-images", "20")
-                cli("convert", str(run), "--tflite", "--quantize", "dynamic",
+                cli("convert", str(run), "--quantize", "dynamic",
                     "--parity-images", "1000", check=False)  # a parity failure is reported
             m = json.loads((run / "metrics.json").read_text())
             results[name][seed] = {

@@ -72,9 +72,9 @@ def main() -> None:
                 cli("evaluate", str(run), "--threads", "1", "--latency-images", "50")
                 # Only the size is used here; a strict parity failure (a few flipped
                 # decisions among few positives) keeps the file under another name.
-                cli("convert", str(run), "--tflite", "--quantize", "dynamic", check=False)
+                cli("convert", str(run), "--quantize", "dynamic", check=False)
             metrics = json.loads((run / "metrics.json").read_text())
-            tflite = next(run.glob("best.dynamic*.tflite"))
+            tflite = next((run / "exports").glob("best.dynamic*.tflite"))
             size = tflite.stat().st_size / 1024
             rows.setdefault(name, []).append(
                 (metrics["heads"]["main"]["f1"], metrics["heads"]["aux"]["f1"], size,

@@ -19,17 +19,19 @@ if [ ! -f "$FASHION/train-images-idx3-ubyte.gz" ] && [ ! -f "$FASHION/train-imag
 fi
 
 if [ ! -f "$DATA/test.csv" ]; then
-  tf-twohead data fashion-mnist "$DATA" --size "$SIZE" --train 24000 --val 3000 --test 5000
+  tf-twohead data fashion-mnist "$DATA" --size "$SIZE" --train 24000 --val 3000 --test 5000 \
+    --overwrite  # a half-written folder from an interrupted demo
 fi
 
 COMMON=("data.root=$DATA" "data.img_size=$SIZE" "output_dir=$OUT" "train.epochs=$EPOCHS")
-tf-twohead train --config configs/two_head.yaml exp=two_head "${COMMON[@]}" --overwrite
-tf-twohead train --config configs/three_class.yaml exp=three_class "${COMMON[@]}" --overwrite
+tf-twohead train --config two_head exp=two_head "${COMMON[@]}" --overwrite
+tf-twohead train --config three_class exp=three_class "${COMMON[@]}" --overwrite
 
 for run in two_head three_class; do
   tf-twohead evaluate "$OUT/$run" --threads 1 --target-precision 0.95
 done
+tf-twohead convert "$OUT/two_head" --quantize dynamic
 
 echo
 echo "== Fashion-MNIST demo: main = shirt ('screen'), aux = shoes/trousers/bags ('not a document')"
-tf-twohead compare "$OUT/two_head" "$OUT/three_class" --markdown
+tf-twohead compare "$OUT/two_head" "$OUT/three_class" --markdown --plot "$OUT/runs.png"

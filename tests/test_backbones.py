@@ -89,12 +89,13 @@ def test_train_convert_predict_evaluate(tmp_path, capsys):
     assert result["metadata"]["input"]["mean"] == [0.5] * 3
     image = next((root / "screens").glob("*.jpg"))
     capsys.readouterr()
-    assert main(["predict", result["path"], str(image), "--threads", "1"]) == 0
-    assert main(["predict", str(run / "best.keras"), str(image)]) == 0
-    lite, keras_out = (json.loads(x) for x in capsys.readouterr().out.splitlines())
+    assert main(["predict", result["path"], str(image), "--threads", "1", "--json"]) == 0
+    assert main(["predict", str(run / "best.keras"), str(image), "--json"]) == 0
+    lite, keras_out = (json.loads(x)["probabilities"] for x in
+                       capsys.readouterr().out.splitlines())
     assert lite["main"] == pytest.approx(keras_out["main"], abs=0.05)  # int8 weights
     assert main(["evaluate", result["path"], "--threads", "1", "--latency-images", "3"]) == 0
-    metrics = json.loads((run / "best.dynamic.tflite.metrics.json").read_text())
+    metrics = json.loads((run / "exports" / "best.dynamic.tflite.metrics.json").read_text())
     assert set(metrics["heads"]) == {"main", "aux"}
     reloaded = saving.load_model(run / "best.keras")
     x = np.zeros((1, 64, 64, 3), np.uint8)

@@ -51,11 +51,16 @@ def test_cli_end_to_end(tmp_path, capsys):
 
     image = next((data / "screens").glob("*.jpg"))
     shutil.copy(image, tmp_path / "with space.jpg")
-    assert main(["predict", str(runs / "two" / "best.keras"), str(image),
-                 str(tmp_path / "with space.jpg")]) == 0
+    assert main(["predict", str(runs / "two"), str(image), str(tmp_path / "with space.jpg"),
+                 "--json", "--save", str(tmp_path / "out.csv")]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [sorted(x) for x in lines] == [["aux", "main", "path"]] * 2
-    assert 0 <= lines[0]["main"] <= 1 and lines[0]["main"] == lines[1]["main"]
+    assert [sorted(x) for x in lines] == [["decisions", "path", "probabilities"]] * 2
+    main_p = [x["probabilities"]["main"] for x in lines]
+    assert 0 <= main_p[0] <= 1 and main_p[0] == main_p[1]
+    assert lines[0]["decisions"]["main"] == (main_p[0] >= 0.5)
+    saved = (tmp_path / "out.csv").read_text().splitlines()
+    assert saved[0] == "path,main_decision,main_probability,aux_decision,aux_probability"
+    assert len(saved) == 3
 
 
 def test_cli_errors_are_one_clear_line(tmp_path, capsys):

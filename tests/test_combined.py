@@ -171,7 +171,7 @@ def test_staged_run_order_weights_evaluation_and_tflite(tmp_path, dataset):
     assert [f["name"] for f in log.fits] == ["softmax", "softmax", "combined", "combined"]
     history = pd.read_csv(run / "history.csv")
     assert list(history["stage"]) == ["coarse", "fine", "frozen", "unfrozen"]
-    assert list(history["epoch"]) == [0, 1, 2, 3]
+    assert list(history["epoch"]) == [1, 2, 3, 4]
     for stage in ("coarse", "fine", "frozen", "unfrozen"):
         assert (run / "stages" / stage / "last.keras").is_file()
     assert state["stage"] in ("frozen", "unfrozen") and (run / "best.keras").is_file()
@@ -241,8 +241,8 @@ def test_staged_run_resumes_mid_stage(tmp_path, dataset):
     assert int(resumed.optimizer.iterations) == 4  # 2 epochs x 2 steps: one cycle, continued
     history = pd.read_csv(cfg.run_dir / "history.csv")
     assert list(zip(history["stage"], history["stage_epoch"])) == [
-        ("fine", 0), ("fine", 1), ("unfrozen", 0)]
-    assert list(history["epoch"]) == [0, 1, 2]
+        ("fine", 1), ("fine", 2), ("unfrozen", 1)]
+    assert list(history["epoch"]) == [1, 2, 3]
     with pytest.raises(training.RunExistsError, match="train.stages differ"):
         training.train(config.load(cfg.run_dir / "config.yaml", ["train.stages.fine=3"]),
                        resume=True, verbose=0)

@@ -150,9 +150,10 @@ def test_history_holds_one_row_per_finished_epoch_after_a_resume(dataset, tmp_pa
     history = cfg.run_dir / "history.csv"
     rows = history.read_text().splitlines()
     # An epoch whose row was written but whose checkpoint was not (a full disk, a kill).
-    history.write_text("\n".join([*rows, rows[-1].replace("0,", "1,", 1)]) + "\n")
+    extra = "2" + rows[-1][rows[-1].index(","):]
+    history.write_text("\n".join([*rows, extra]) + "\n")
     training.train(cfg, resume=True, verbose=0)
-    assert pd.read_csv(history)["epoch"].tolist() == [0, 1, 2]
+    assert pd.read_csv(history)["epoch"].tolist() == [1, 2, 3]
 
 
 def test_a_full_disk_during_an_epoch_is_one_line(dataset, tmp_path, monkeypatch, capsys):

@@ -61,7 +61,7 @@ def test_interrupted_run_keeps_best_and_resumes(dataset, tmp_path):
     final = training.train(cfg, resume=True, verbose=0)
     assert final["epoch"] == 3
     history = pd.read_csv(run / "history.csv")
-    assert history["epoch"].tolist() == [0, 1, 2]
+    assert history["epoch"].tolist() == [1, 2, 3]  # counted from 1, as people count
     assert final["best"] == pytest.approx(history["val_main_f1"].max())
 
 

@@ -103,7 +103,7 @@ def test_search_reports_resume_constraints_and_best_config(dataset, tmp_path, ca
     for row in (narrow, wide):
         assert 0 <= row["val_main_f1"] <= 1 and 0 <= row["val_aux_f1"] <= 1
         assert row["latency_ms"] > 0 and row["train_seconds"] > 0 and row["best_epoch"] in (1, 2)
-        tflite = run / f"trial_{row['trial']}" / "best.dynamic.tflite"
+        tflite = run / f"trial_{row['trial']}" / "exports" / "best.dynamic.tflite"
         assert abs(tflite.stat().st_size / 1024 - row["tflite_kb"]) < 1e-6
     assert narrow["size_front"]  # the smallest file is always on the size front
     assert narrow["meets_constraints"] and not wide["meets_constraints"]
@@ -220,3 +220,26 @@ def test_the_hypermodel_works_with_a_users_own_tuner(dataset, tmp_path):
     assert figures["tflite_kb"] > 0 and figures["latency_ms"] > 0 and figures["params"] > 0
     assert trial.hyperparameters.values["model.head_width"] in (8, 64)
     assert tuner.get_best_models(1)[0].output_names  # Keras Tuner's own checkpoint loads
+
+
+def test_reports_say_so_when_every_trial_ties(tmp_path, capsys):
+    """Trials read from their trial.json alone; a tie is named, not passed off as a win."""
+    cfg = tune_config(tmp_path, tmp_path)
+    for i, width in enumerate((8, 64)):
+        folder = cfg.run_dir / f"trial_{i}"
+        folder.mkdir(parents=True)
+        metrics = {name: {"direction": "max", "observations": [{"value": [v], "step": 0}]}
+                   for name, v in (("val_main_f1", 0.0), ("val_aux_f1", 0.5),
+                                   ("tflite_kb", 10.0 * (i + 1)), ("latency_ms", 1.0),
+                                   ("params", 100.0), ("train_seconds", 1.0),
+                                   ("best_epoch", 1.0), ("parity_passed", 1.0))}
+        (folder / "trial.json").write_text(json.dumps({
+            "trial_id": str(i), "status": "COMPLETED", "metrics": {"metrics": metrics},
+            "hyperparameters": {"values": {"model.head_width": width}}}))
+        config.dump(config.with_values(cfg, {"model.head_width": width}),
+                    folder / "config.yaml")
+    space = tuning.search_space(cfg)
+    summary = tuning.write_reports(cfg, space)
+    said = capsys.readouterr().out
+    assert "All 2 completed trials tie at val_main_f1=0.0000" in said
+    assert summary["best"]["trial"] == "0"  # the smaller file among equals

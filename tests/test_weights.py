@@ -219,7 +219,7 @@ def test_freeze_epochs_train_heads_first_then_everything(dataset, tmp_path):
     for name in names[:2]:  # unfrozen: everything moves
         assert not _same(snap.epochs[2][name], start[name]), name
     history = pd.read_csv(cfg.run_dir / "history.csv")
-    assert history["epoch"].tolist() == [0, 1, 2]  # one history across both phases
+    assert history["epoch"].tolist() == [1, 2, 3]  # one history across both phases
 
 
 def test_freeze_epochs_need_a_pretrained_backbone():
