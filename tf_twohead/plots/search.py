@@ -63,21 +63,3 @@ def _short_names(keys: list[str]) -> dict[str, str]:
 
 def _short(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
-def _short_names(keys: list[str]) -> dict[str, str]:
-    """The shortest dotted suffix of each key that no other key shares
-    (`model.head_widths.aux` -> `head_widths.aux` beside `train.loss_weights.aux`)."""
-    names = {}
-    for key in keys:
-        parts = key.split(".")
-        for n in range(1, len(parts) + 1):
-            suffix = ".".join(parts[-n:])
-            if not any(other != key and f".{other}".endswith(f".{suffix}") for other in keys):
-                break
-        names[key] = suffix
-    return names
-
-
-def _short(value) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
