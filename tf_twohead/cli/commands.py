@@ -36,14 +36,15 @@ def data(args) -> int:
     return 0
 
 
-def _run_config(args):
+def _run_config(args, need_data: bool = True):
     """The config of a train or tune command, and its data checked, before TensorFlow."""
     from tf_twohead.config import load_config
     from tf_twohead.data.splits import split_csv
     from tf_twohead.errors import DataError
 
     cfg = load_config(args.config, args.overrides)
-    missing = [str(split_csv(cfg.data.root, s)) for s in ("train", "val", "test")
+    splits = ("train", "val", "test") if need_data else ()
+    missing = [str(split_csv(cfg.data.root, s)) for s in splits
                if not split_csv(cfg.data.root, s).is_file()]
     if missing:
         raise DataError(f"data.root={cfg.data.root}: no {', '.join(missing)}. Point "
@@ -63,7 +64,7 @@ def train(args) -> int:
 
 
 def tune(args) -> int:
-    cfg = _run_config(args)
+    cfg = _run_config(args, need_data=not (args.chief and args.worker is None))  # a chief: no data
     console.load_tensorflow()
     from tf_twohead import runtime
     from tf_twohead.tuning.search import tune as run_search
