@@ -36,19 +36,18 @@ def data(args) -> int:
     return 0
 
 
-def _run_config(args, need_data: bool = True):
-    """The config of a train or tune command, and its data checked, before TensorFlow."""
+def _run_config(args, splits=("train", "val", "test")):
+    """The config of a train or tune command, and its split files found, before TensorFlow."""
     from tf_twohead.config import load_config
     from tf_twohead.data.splits import split_csv
     from tf_twohead.errors import DataError
 
     cfg = load_config(args.config, args.overrides)
-    splits = ("train", "val", "test") if need_data else ()
     missing = [str(split_csv(cfg.data.root, s)) for s in splits
                if not split_csv(cfg.data.root, s).is_file()]
     if missing:
         raise DataError(f"data.root={cfg.data.root}: no {', '.join(missing)}. Point "
-                        "data.root at a dataset folder with train.csv, val.csv and test.csv "
+                        f"data.root at a dataset folder with {', '.join(splits)} CSV files "
                         "(tf-twohead data fashion-mnist DIR writes a demo one).")
     return cfg
 
@@ -64,7 +63,8 @@ def train(args) -> int:
 
 
 def tune(args) -> int:
-    cfg = _run_config(args, need_data=not (args.chief and args.worker is None))  # a chief: no data
+    chief = args.chief and args.worker is None  # the chief trains nothing and needs no data
+    cfg = _run_config(args, () if chief else ("train", "val"))
     console.load_tensorflow()
     from tf_twohead import runtime
     from tf_twohead.tuning.search import tune as run_search
