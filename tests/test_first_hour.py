@@ -63,6 +63,8 @@ def test_a_run_explains_itself_and_keeps_best_keras_small(tmp_path, capsys):
     assert cli.main(["train", "--config", "two_head", f"data.root={data}",
                      f"output_dir={runs}", *TINY]) == 0
     out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("Decoding train (") and out[0].endswith(": 24 images, 0 undecodable")
+    out = out[next(i for i, line in enumerate(out) if line.startswith("Run ")):]
     assert out[0].startswith(f"Run {runs / 'two_head'}: two_head, shufflenet_v2 x0.5, 32 px")
     assert "main+" in out[2] and "aux+" in out[2]
     assert [line.split()[0] for line in out[3:6]] == ["train", "val", "test"]
