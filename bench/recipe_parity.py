@@ -108,7 +108,7 @@ def tf_child(args) -> None:
         decisions = np.concatenate([pred["main"] >= 0.5, pred["aux"] >= 0.5], 1)
     np.save(out / "test_decisions.npy", decisions)
     history = pd.read_csv(cfg.run_dir / "history.csv")
-    epochs = [{"epoch": int(r.epoch) + 1, "loss": float(r.loss),
+    epochs = [{"epoch": int(r.epoch), "loss": float(r.loss),  # history.csv counts from 1
                "val_main_f1": float(r.val_main_f1), "val_aux_f1": float(r.val_aux_f1)}
               for r in history.itertuples()]
     (out / "epochs.json").write_text(json.dumps(epochs))
