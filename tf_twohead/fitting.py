@@ -21,7 +21,7 @@ from tf_twohead.config import Config
 from tf_twohead.data.pipeline import load_splits
 from tf_twohead.fileio import atomic_path, atomic_write_json
 from tf_twohead.plots.training import plot_history
-from tf_twohead.progress import EpochLine, closing_line
+from tf_twohead.progress import closing_line, epoch_lines
 from tf_twohead.recipe import compile_model, schedule_callbacks
 from tf_twohead.runs import STATE_FILE, TIE_BREAK, checkpoint_state, rank_key, trim_history
 
@@ -42,7 +42,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         super().__init__()
         self.run_dir, self.monitor, self.tie_break = Path(run_dir), monitor, tie_break
         self.best, self.best_epoch, self.best_tie_break = best, best_epoch, best_tie_break
-        self.saved_best, self.last_epoch = False, None
+        self.saved_best = False  # this epoch's: the compact output marks it
 
     def is_better(self, score: float, tie_break: float) -> bool:
         """Whether an epoch scoring `score` (and `tie_break`) beats the best so far."""
@@ -62,7 +62,6 @@ class RunCheckpoint(keras.callbacks.Callback):
         if self.saved_best:
             save_for_inference(self.model, self.run_dir / "best.keras")
             self.best, self.best_epoch, self.best_tie_break = score, epoch + 1, tie_break
-        self.last_epoch = epoch + 1
         atomic_write_json(self.run_dir / STATE_FILE, {
             "epoch": epoch + 1, "monitor": self.monitor, "best": self.best,
             "best_epoch": self.best_epoch, "tie_break": self.tie_break,
@@ -167,7 +166,7 @@ def fit_run(model: keras.Model, cfg: Config, train_ds, val_ds, state: dict | Non
     started = time.perf_counter()
     extra = list(callbacks or [])
     if verbose is None:  # our compact line per epoch instead of Keras' metric soup
-        verbose, extra = 0, [EpochLine(cfg, checkpoint), *extra]
+        verbose, extra = 0, [*epoch_lines(cfg, checkpoint), *extra]
     # With train.freeze_epochs, two fits: the heads on a frozen backbone, then everything.
     phases = ((0, cfg.train.freeze_epochs, True),
               (cfg.train.freeze_epochs, cfg.train.epochs, False))

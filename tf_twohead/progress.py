@@ -56,9 +56,34 @@ def epoch_line(epoch: int, epochs: int, logs: dict, heads, kind: str, seconds: f
     return "  ".join(parts)
 
 
+def epoch_lines(cfg, checkpoint, heads=None, stream=None) -> list:
+    """The callbacks of the compact output: a line per epoch, and on a terminal a step
+    counter (a per-step hook, so only where someone watches)."""
+    stream = stream or sys.stdout
+    line = EpochLine(cfg, checkpoint, heads, stream)
+    return [StepCounter(stream), line] if stream.isatty() else [line]
+
+
+class StepCounter(keras.callbacks.Callback):
+    """`epoch 3  step 120/375`, rewritten in place on a terminal while an epoch runs."""
+
+    def __init__(self, stream):
+        super().__init__()
+        self.stream, self.epoch = stream, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch + 1
+
+    def on_train_batch_end(self, batch, logs=None):
+        steps = self.params.get("steps")
+        if steps:
+            print(f"\repoch {self.epoch}  step {batch + 1}/{steps}", end="", file=self.stream,
+                  flush=True)
+
+
 class EpochLine(keras.callbacks.Callback):
-    """One compact line per epoch (and a step counter on a terminal) instead of Keras'
-    progress bar with every metric of every head."""
+    """One compact line per epoch instead of Keras' progress bar with every metric of
+    every head."""
 
     def __init__(self, cfg, checkpoint, heads=None, stream=None):
         super().__init__()
@@ -70,19 +95,9 @@ class EpochLine(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.epochs = self.params.get("epochs")
-        self.steps = self.params.get("steps")
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.tty and self.steps:
-            print(f"\repoch {self._epoch_shown}  step {batch + 1}/{self.steps}", end="",
-                  file=self.stream, flush=True)
-
-    @property
-    def _epoch_shown(self):
-        return (self.checkpoint.last_epoch or 0) + 1
 
     def on_epoch_end(self, epoch, logs=None):
         line = epoch_line(epoch + 1, self.epochs, logs or {}, self.heads, self.cfg.model.kind,

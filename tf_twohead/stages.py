@@ -46,7 +46,7 @@ from tf_twohead.fitting import RunCheckpoint, load_run_splits, run_callbacks, st
 from tf_twohead.models.combined import load_encoder, set_encoders_frozen
 from tf_twohead.plots.training import plot_history
 from tf_twohead.pretrained import build_model, fetch_pretrained
-from tf_twohead.progress import EpochLine, closing_line, run_summary
+from tf_twohead.progress import closing_line, epoch_lines, run_summary
 from tf_twohead.recipe import compile_model
 from tf_twohead.runs import (
     STATE_FILE,
@@ -141,7 +141,7 @@ def _train_stages(cfg: Config, verbose, callbacks) -> dict:
                 compile_model(model, cfg, total_steps=epochs * steps,
                               heads={} if stage == "coarse" else None)
         checkpoint = RunCheckpoint(folder, stage_monitor(cfg, stage), **checkpoint_state(state))
-        lines = [EpochLine(cfg, checkpoint, heads={} if stage == "coarse" else None)]
+        lines = epoch_lines(cfg, checkpoint, heads={} if stage == "coarse" else None)
         if compact and index == 0:
             print(run_summary(cfg, splits, model), flush=True)
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=done,
