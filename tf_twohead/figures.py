@@ -12,13 +12,13 @@ from sklearn import metrics as skm
 from tf_twohead.defaults import SOFTMAX_OUTPUT
 from tf_twohead.plots.evaluation import Curve, plot_class_confusion, plot_confusions, plot_pr_curves
 from tf_twohead.plots.gallery import plot_errors, worst_errors
+from tf_twohead.scores import binary_metrics
 
 
-def operating_point(truth, decisions) -> tuple[float, float]:
-    """(recall, precision) of a head's decisions."""
-    truth, decisions = truth.astype(bool), decisions.astype(bool)
-    return (float(skm.recall_score(truth, decisions, zero_division=0)),
-            float(skm.precision_score(truth, decisions, zero_division=0)))
+def operating_point(truth, scores, decisions) -> tuple[float, float]:
+    """(recall, precision) of a head's decisions, from the one metrics function."""
+    m = binary_metrics(truth, scores, decisions, None)
+    return m["recall"], m["precision"]
 
 
 def write_figures(predictor, data, truth: dict, scores: dict, decisions: dict,
@@ -47,10 +47,11 @@ def write_figures(predictor, data, truth: dict, scores: dict, decisions: dict,
         at_target = None
         if target is not None:
             chosen = target["thresholds"][name]
-            at_target = (*operating_point(t, scores[name] >= chosen), chosen)
+            at_target = (*operating_point(t, scores[name], scores[name] >= chosen), chosen)
         curves[name] = Curve(precision, recall,
                              float(skm.average_precision_score(t.astype(bool), scores[name])),
-                             (*operating_point(t, decisions[name]), threshold), at_target)
+                             (*operating_point(t, scores[name], decisions[name]), threshold),
+                             at_target)
     if curves:
         written.append(plot_pr_curves(curves, path_for("pr_curves.png"), title,
                                       target["precision"] if target else None))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import glob
-import json
 from pathlib import Path
 
 import numpy as np
@@ -79,10 +78,6 @@ def line(row: dict) -> str:
     parts += [f"{h}: {'yes' if row['decisions'][h] else 'no'} {p:.3f}"
               for h, p in row["probabilities"].items()]
     return "  ".join(parts)
-
-
-def as_json(row: dict) -> str:
-    return json.dumps(row)
 
 
 def write_csv(rows: list[dict], path: str | Path) -> Path:

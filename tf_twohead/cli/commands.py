@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -141,7 +142,7 @@ def predict(args) -> int:
             print(f"{path}: error: {e}", file=sys.stderr)
             continue
         rows.append(row)
-        print(predicting.as_json(row) if args.json else predicting.line(row), flush=True)
+        print(json.dumps(row) if args.json else predicting.line(row), flush=True)
     if args.save:
         print(f"Wrote {predicting.write_csv(rows, args.save)} ({len(rows)} rows)",
               file=sys.stderr)
