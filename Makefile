@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test test-fast demo bench bench-tflite bench-parity bench-backbones bench-tune bench-combined lint
+.PHONY: install test test-fast demo bench bench-core bench-tflite bench-parity bench-backbones bench-tune bench-combined lint
 
 install: $(VENV)/.installed
 
@@ -23,7 +23,14 @@ test-fast: install
 demo: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
+# Speed against PyTorch 2.13, ONNX Runtime and Debian's torch (bench/anchors.py; the
+# torchref venv is built on first use by ../shared/bench/torchref.sh), then the rest of
+# the core benchmark (pipeline, cache build, a small run's epochs).
 bench: install
+	$(BIN)/python bench/anchors.py
+	$(BIN)/python bench/bench_core.py --skip latency,torch
+
+bench-core: install
 	$(BIN)/python bench/bench_core.py
 
 bench-tflite: install

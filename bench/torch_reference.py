@@ -32,7 +32,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-import torchvision
+
+try:  # PyPI's torchvision is a CUDA build: on a CPU-only torch it needs the shim
+    import torch_cpu_shim  # noqa: F401 - ../shared/bench, put on PYTHONPATH by bench/anchors.py
+except ImportError:
+    pass
+import torchvision  # noqa: E402
 from PIL import Image
 from torchvision import transforms
 
