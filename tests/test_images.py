@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tf_twohead.data.images import load_rgb
+from tf_twohead.data.images import draft_scale, load_rgb
 
 
 def _landscape():
@@ -56,6 +56,34 @@ def test_large_jpeg_is_resized(tmp_path):
     out = load_rgb(path, 64)
     assert out.shape == (64, 64, 3)
     assert out[32, 5, 0] > 200 and out[32, 60, 2] > 200
+
+
+@pytest.mark.parametrize("width, height, size, scale", [
+    (640, 480, 256, 2),    # 320x240 has more pixels than 256x256, both sides >= 192
+    (640, 480, 224, 2),
+    (640, 480, 64, 8),     # 80x60: 4,800 pixels >= 64x64, the short side >= 48
+    (640, 480, 96, 4),     # 1/8 would have fewer pixels than 96x96
+    (4032, 3024, 256, 8),  # a 12 MP phone photo
+    (4000, 500, 256, 2),   # a panorama: 1/4 would leave 125 px, under 3/4 of 256
+    (300, 200, 256, 1),    # smaller than twice the target: full scale
+])
+def test_draft_scale_keeps_at_least_the_targets_pixels(width, height, size, scale):
+    assert draft_scale(width, height, size) == scale
+
+
+def test_reduced_scale_decode_is_close_to_the_full_decode(tmp_path):
+    """The draft-mode decode of a smooth photo matches the full decode after resizing,
+    within JPEG noise: the pixels a model sees barely move."""
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)
+    Image.fromarray(small).resize((640, 480), Image.Resampling.BICUBIC).save(
+        tmp_path / "p.jpg", quality=95)
+    fast = load_rgb(tmp_path / "p.jpg", 256).astype(float)
+    with Image.open(tmp_path / "p.jpg") as img:  # full scale, the same resize
+        full = np.asarray(img.convert("RGB").resize((256, 256), Image.Resampling.BILINEAR),
+                          float)
+    assert fast.shape == (256, 256, 3)
+    assert np.abs(fast - full).mean() < 2.0
 
 
 def test_truncated_and_garbage_files_raise(tmp_path):

@@ -33,7 +33,7 @@ from tf_twohead.data.images import MAX_IMAGE_PIXELS, load_rgb
 from tf_twohead.data.splits import DataError, Problem, Row, read_split, resolve, split_csv
 from tf_twohead.fileio import atomic_path, atomic_write_json, reserve_space
 
-CACHE_VERSION = 2  # 2: content hashes, the pixel budget in the key
+CACHE_VERSION = 3  # 2: content hashes, the pixel budget in the key; 3: JPEG draft by pixels
 MAX_FILE_BYTES = 512 << 20  # an image file larger than this is refused unread
 
 
