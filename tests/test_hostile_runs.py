@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 
@@ -133,12 +134,14 @@ def test_an_interrupted_convert_leaves_no_tflite(dataset, tmp_path, monkeypatch)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(export, "compare_predictions", interrupted)
-    before = set(os.listdir(os.environ.get("TMPDIR", "/tmp")))
+    # A temporary folder of this test's own: the suite's other worker converts too.
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     with pytest.raises(KeyboardInterrupt):
         export.to_tflite(cfg.run_dir, "none", parity_images=8, progress=False)
     assert not list(cfg.run_dir.glob("*.tflite")) and not list(cfg.run_dir.glob(".*"))
-    after = set(os.listdir(os.environ.get("TMPDIR", "/tmp")))
-    assert not [n for n in after - before if n.startswith("tf_twohead_convert_")]
+    assert not [p.name for p in scratch.iterdir() if p.name.startswith("tf_twohead_convert_")]
 
 
 def test_history_holds_one_row_per_finished_epoch_after_a_resume(dataset, tmp_path):
