@@ -72,9 +72,9 @@ def part_export(args) -> dict:
     files = sorted(Path(args.root).glob("class */*.jpg"))[:64]
     images = np.stack([load_rgb(f, args.size) for f in files])
     model(images[:32], training=True)  # BatchNorm statistics of real-looking inputs
-    saved = write_serving_model(model, out / "saved_model")
     result = {"folder": str(out), "forward_gflop": forward_gflop(model)}
     for q in QUANTS:
+        saved = write_serving_model(model, out / f"saved_model_{q}", q)
         path = out / f"{q}.tflite"
         path.write_bytes(convert_saved_model(saved, q, images))
         result[f"{q}_kib"] = path.stat().st_size / 1024

@@ -75,6 +75,12 @@ def test_parity_within_bounds_for_each_mode(trained, quantize):
     if quantize == "dynamic":  # big weights stored as int8 (tiny tensors stay float)
         float32 = trained["two_head"] / "exports" / "best.tflite"
         assert result["bytes"] < 0.5 * float32.stat().st_size
+    if quantize == "int8":  # raw uint8 pixels in; normalised by an int8 depthwise conv
+        interpreter = Interpreter(model_path=str(path))
+        details = interpreter.get_input_details()[0]
+        assert details["dtype"] == np.uint8 and details["quantization"] == (1.0, 0)
+        ops = [op["op_name"] for op in interpreter._get_ops_details()]
+        assert ops[:2] == ["QUANTIZE", "DEPTHWISE_CONV_2D"] and "MUL" not in ops, ops
 
 
 def test_softmax_baseline_converts_with_parity(trained):

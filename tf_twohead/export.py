@@ -1,12 +1,9 @@
 """Convert a `.keras` model to a `.tflite` with named outputs, quantization, metadata
 and an automatic parity check.
 
-Route: Keras' `ExportArchive` writes a SavedModel whose `serving_default` signature
-takes raw RGB uint8 `image` and returns a dict keyed by head name (`main`, `aux`, ...;
-`probs` for the softmax baseline); `TFLiteConverter.from_saved_model` converts that
-signature with builtin ops only, so LiteRT's `get_signature_runner()` returns outputs
-by name. (`from_keras_model`, and a plain `tf.Module` around a Keras 3 model, keep
-the weights as resource variables that LiteRT reads as uninitialised: NaN outputs.)
+The serving graph and the converter call live in `serving.py`; this module runs them
+in a temporary folder, embeds the metadata, checks parity against the `.keras` model and
+only then gives the file its name.
 
 Example:
 
@@ -17,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -33,95 +29,10 @@ from tf_twohead.inference import Predictor
 from tf_twohead.models import input_normalization
 from tf_twohead.outputs import resolve_model
 from tf_twohead.parity import compare_predictions, summary_lines
-from tf_twohead.quiet import native_stderr_silenced
-
-QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+from tf_twohead.serving import QUANTIZATIONS, convert_saved_model, write_serving_model
 
 __all__ = ["QUANTIZATIONS", "ExportError", "ParityError", "convert_saved_model",
            "default_output", "to_tflite", "write_serving_model"]
-
-
-def write_serving_model(model, directory: str | Path) -> Path:
-    """Write a SavedModel whose `serving_default` maps a uint8 `image` `(1, S, S, 3)`
-    to outputs named after the heads."""
-    import keras
-    import tensorflow as tf
-
-    size = int(model.inputs[0].shape[1])
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(
-        "serving_default",
-        lambda image: model(image, training=False),
-        # Batch 1, as on a phone: static shapes let the converter fold the shape
-        # arithmetic of every channel shuffle (96 SHAPE/PACK/SLICE ops at x0.5).
-        input_signature=[tf.TensorSpec((1, size, size, 3), tf.uint8, name="image")],
-    )
-    with native_stderr_silenced():
-        archive.write_out(str(directory), verbose=False)
-    return Path(directory)
-
-
-def convert_saved_model(directory: str | Path, quantize: str = "none",
-                        calibration_images: np.ndarray | None = None) -> bytes:
-    """Convert a serving SavedModel to TFLite flatbuffer bytes, builtin ops only.
-
-    Args:
-        directory: str. SavedModel from `write_serving_model`.
-        quantize: str. "none", "float16" (weights), "dynamic" (dynamic-range int8
-            weights) or "int8" (full integer; uint8 input, float outputs).
-        calibration_images: uint8 array `(N, S, S, 3)`. Representative data for "int8".
-
-    Raises:
-        ExportError: the model needs ops outside TFLite's builtins (named), or an
-            unknown quantization mode.
-    """
-    import tensorflow as tf
-
-    if quantize not in QUANTIZATIONS:
-        raise ExportError(f"quantize must be one of {QUANTIZATIONS}. Received: {quantize!r}")
-    converter = tf.lite.TFLiteConverter.from_saved_model(
-        str(directory), signature_keys=["serving_default"])
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if quantize != "none":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantize == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    if quantize == "int8":
-        if calibration_images is None or len(calibration_images) == 0:
-            raise ExportError("int8 quantization needs calibration images (--calibration N).")
-
-        def representative():
-            for image in calibration_images:
-                yield [np.asarray(image, np.uint8)[None]]
-
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.uint8
-    try:
-        with native_stderr_silenced():  # the converter's own C++ log lines
-            return converter.convert()
-    except Exception as e:  # ConverterError and friends carry the op list in the text
-        raise ExportError(_explain(str(e), quantize)) from None
-
-
-def _explain(message: str, quantize: str) -> str:
-    """Name the ops (and the layers using them) that keep a model off TFLite builtins."""
-    ops = set(re.findall(r"'tf\.(\w+)' op is neither a custom op nor a flex op", message))
-    for line in re.findall(r"^(?:Custom|Flex) ops: (.+)$", message, flags=re.MULTILINE):
-        ops.update(op.strip() for op in line.split(","))
-    if ops:
-        named = []
-        for op in sorted(ops):
-            where = re.search(rf'fused\["{op}:", "[^"/]+/([^"/@]+)/', message)
-            # The graph's name scope is the layer name plus a "_1" uniquifying suffix.
-            layer = re.sub(r"_\d+$", "", where.group(1)) if where else None
-            named.append(f"tf.{op}" + (f" (layer {layer!r})" if layer else ""))
-        return (f"The model needs TensorFlow ops that are not TFLite builtins: "
-                f"{', '.join(named)}. tf-twohead exports builtin ops only (Flex/SELECT_TF_OPS "
-                "would need the large TensorFlow runtime on the phone); replace those layers.")
-    last = next((ln for ln in reversed(message.strip().splitlines()) if "error" in ln), "")
-    return f"TFLite conversion ({quantize}) failed: {last or message[:500]}"
 
 
 EXPORTS_DIR = "exports"
@@ -143,12 +54,11 @@ def size_note(path: Path, quantize: str) -> str | None:
     if int8 <= dyn:
         return f"int8 is {(1 - int8 / dyn):.0%} smaller than {dynamic.name}."
     return (f"Note: int8 ({int8 / 1024:,.0f} KiB) is larger than {dynamic.name} "
-            f"({dyn / 1024:,.0f} KiB). Both store the weights as int8; full-integer "
-            "quantization also stores a scale and zero point per channel for every "
-            "activation tensor and adds quantize/dequantize ops at the float32 outputs. A "
-            "model as small as ShuffleNetV2 x0.5 (mostly 1x1 and depthwise convolutions with "
-            "few weights) has more activation tensors than weight bytes to save, so int8 pays "
-            "off in speed on integer hardware (NPUs, DSPs), not in size.")
+            f"({dyn / 1024:,.0f} KiB). Both store the big weights as int8; full-integer "
+            "quantization also quantizes the biases and small kernels and stores a float32 "
+            "scale and an int64 zero point per channel for each of them (TFLite's format), "
+            "which at ShuffleNetV2 x0.5's size outweighs the float32 tensors it saves. int8 "
+            "is the faster file on CPU (XNNPACK) and the one integer accelerators run.")
 
 
 def to_tflite(model_path: str | Path, quantize: str = "none", calibration: int = 200,
@@ -194,7 +104,7 @@ def to_tflite(model_path: str | Path, quantize: str = "none", calibration: int =
     with tempfile.TemporaryDirectory(prefix="tf_twohead_convert_") as tmp:
         say(f"[1/3] {model_path}: writing the serving signature (uint8 image -> "
             f"{', '.join(reference.output_names)})", flush=True)
-        saved = write_serving_model(reference.model, Path(tmp) / "saved_model")
+        saved = write_serving_model(reference.model, Path(tmp) / "saved_model", quantize)
         say(f"[2/3] converting to TFLite ({quantize})", flush=True)
         candidate_path = Path(tmp) / "candidate.tflite"
         candidate_path.write_bytes(convert_saved_model(saved, quantize, train))
