@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from model_checks import check_outputs, check_round_trip
 
-from tf_twohead import config, runs
+from tf_twohead import config
 from tf_twohead.data.pipeline import load_splits
 from tf_twohead.models import build_combined, build_softmax
 from tf_twohead.models.combined import encoders, load_encoder, set_encoders_frozen
@@ -208,42 +208,3 @@ def test_staged_run_order_weights_evaluation_and_tflite(tmp_path, dataset):
     assert (run / "confusion_classes.png").is_file()
     converted = export.to_tflite(run, "none", parity_images=18, progress=False)
     assert converted["parity"]["passed"] and converted["metadata"]["outputs"] == ["probs"]
-
-
-@pytest.mark.slow
-def test_staged_run_resumes_mid_stage(tmp_path, dataset):
-    from tf_twohead import training
-
-    class StopAfter(keras.callbacks.Callback):  # Ctrl-C after N epochs of the whole run
-        def __init__(self, n):
-            super().__init__()
-            self.n, self.seen = n, 0
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seen += 1
-            if self.seen == self.n:
-                raise KeyboardInterrupt
-
-    cfg = combined_config(tmp_path, dataset, "train.steps_per_epoch=2",
-                          "train.stages={coarse: 0, fine: 2, frozen: 0, unfrozen: 1}")
-    with pytest.raises(KeyboardInterrupt):
-        training.train(cfg, verbose=0, callbacks=[StopAfter(1)])  # after fine's epoch 1
-    fine_dir = cfg.run_dir / "stages" / "fine"
-    assert runs.resumable_state(fine_dir)["epoch"] == 1
-    assert not (cfg.run_dir / "best.keras").exists()
-    with pytest.raises(training.RunExistsError, match="--resume"):
-        training.train(cfg, verbose=0)
-
-    log = WeightLog()
-    training.train(cfg, resume=True, verbose=0, callbacks=[log])
-    assert [f["name"] for f in log.fits] == ["softmax", "combined"]  # fine resumed
-    resumed = keras.saving.load_model(fine_dir / "last.keras", compile=True)
-    assert int(resumed.optimizer.iterations) == 4  # 2 epochs x 2 steps: one cycle, continued
-    history = pd.read_csv(cfg.run_dir / "history.csv")
-    assert list(zip(history["stage"], history["stage_epoch"])) == [
-        ("fine", 1), ("fine", 2), ("unfrozen", 1)]
-    assert list(history["epoch"]) == [1, 2, 3]
-    with pytest.raises(training.RunExistsError, match="train.stages differ"):
-        training.train(config.load(cfg.run_dir / "config.yaml", ["train.stages.fine=3"]),
-                       resume=True, verbose=0)
-
