@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on real data, offline: Fashion-MNIST (Debian's dataset-fashion-mnist) in the
 # reference layout -> train the two-head and the three-output model -> evaluate both ->
-# print the comparison table. About 10 minutes on 2 CPU cores.
+# print the comparison table. About 10 minutes on 2 CPU cores (measured: docs/results.md).
 # Settings can be changed from the environment, e.g. DEMO_EPOCHS=3 bash scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
