@@ -16,12 +16,11 @@ import argparse
 import json
 import os
 import statistics
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from timing import median_ms  # noqa: E402 - bench/ is the script's folder
+from timing import median_ms, step_timer  # noqa: E402 - bench/ is the script's folder
 
 import tf_twohead  # noqa: E402,F401 - first, so its oneDNN default applies before TF loads
 
@@ -90,7 +89,7 @@ def part_train(args) -> dict:
     from tf_twohead.runtime import set_threads
 
     set_threads(2)
-    cfg = config.load("configs/two_head.yaml", [
+    cfg = config.load("two_head", [
         f"data.img_size={args.size}", "model.width=0.5", "train.batch_size=64"])
     keras.utils.set_random_seed(0)
     model = recipe.compile_model(pretrained.build_model(cfg), cfg)
@@ -99,16 +98,7 @@ def part_train(args) -> dict:
     y = {h: rng.integers(0, 2, (64, 1)).astype("float32") for h in cfg.model.heads}
     data = tf.data.Dataset.from_tensors((x, y)).repeat()
 
-    class StepTimer(keras.callbacks.Callback):
-        times: list[float] = []
-
-        def on_train_batch_begin(self, batch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.times.append(time.perf_counter() - self.start)
-
-    timer = StepTimer()
+    timer = step_timer()
     model.fit(data, epochs=1, steps_per_epoch=args.steps + 3, callbacks=[timer], verbose=0)
     flops = forward_gflop(models.build("two_head", args.size, 0.5))
     return {"img_s": 64 / statistics.median(timer.times[3:]),  # skip tracing, warm-up

@@ -35,7 +35,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from timing import cpu_flags, median_ms  # noqa: E402 - bench/ is the script's folder
+from timing import cpu_flags, median_ms, step_timer  # noqa: E402 - bench/ is the script's folder
 
 import tf_twohead  # noqa: E402,F401 - first, so its oneDNN default applies before TF loads
 
@@ -128,18 +128,10 @@ def part_train(args, root: Path) -> dict:
         count += len(next(it)[0])
     pipeline_rate = count / (time.perf_counter() - start)
 
-    class BatchTimer(keras.callbacks.Callback):
-        def on_train_batch_begin(self, batch, logs=None):
-            self.t = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.times.append(time.perf_counter() - self.t)
-
     def throughput(dataset) -> float:
         keras.utils.set_random_seed(0)
         model = recipe.compile_model(pretrained.build_model(cfg), cfg)
-        timer = BatchTimer()
-        timer.times = []
+        timer = step_timer()
         model.fit(dataset, epochs=1, steps_per_epoch=args.steps + 3, callbacks=[timer],
                   verbose=0)
         return 64 / statistics.median(timer.times[3:])  # skip tracing and warm-up steps

@@ -18,6 +18,27 @@ def median_ms(fn, repeats: int = 100, warmup: int = 10) -> float:
     return statistics.median(times)
 
 
+def step_timer():
+    """A Keras callback collecting each training step's wall time in `.times` (seconds).
+
+    A per-step callback turns Keras' asynchronous dispatch off, as a per-step timer must.
+    """
+    import keras
+
+    class StepTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.times: list[float] = []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.times.append(time.perf_counter() - self.start)
+
+    return StepTimer()
+
+
 def cpu_flags() -> str:
     """The CPU's vector extensions (AVX, AVX2, AVX-512 ..., AMX, FMA), from /proc/cpuinfo.
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from tf_twohead.errors import ExportError
-from tf_twohead.models.heads import NORMALIZE
+from tf_twohead.models.heads import NORMALIZE, normalization_affine
 from tf_twohead.quiet import native_stderr_silenced
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
@@ -66,14 +66,12 @@ def _integer_friendly(model):
     """The model after its normalisation layer, and that layer as a 1x1 depthwise conv."""
     import keras
 
-    layer = model.get_layer(NORMALIZE)
-    scale = np.broadcast_to(np.asarray(layer.scale, "float32"), (3,))
-    offset = np.broadcast_to(np.asarray(layer.offset, "float32"), (3,))
+    scale, offset = normalization_affine(model, "float32")
     normalize = keras.layers.DepthwiseConv2D(1, use_bias=True, name=f"{NORMALIZE}_int8")
     normalize.build((None, None, None, 3))
-    normalize.set_weights([scale.reshape(1, 1, 3, 1).copy(), offset.copy()])
-    body = keras.Model(layer.output, dict(zip(model.output_names, model.outputs)),
-                       name=f"{model.name}_body")
+    normalize.set_weights([scale.reshape(1, 1, 3, 1), offset])
+    outputs = dict(zip(model.output_names, model.outputs))
+    body = keras.Model(model.get_layer(NORMALIZE).output, outputs, name=f"{model.name}_body")
     return body, normalize
 
 

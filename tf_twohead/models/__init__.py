@@ -11,11 +11,16 @@ import keras
 
 from tf_twohead.models.backbones import BACKBONES, backbone_layer_names
 from tf_twohead.models.combined import build_combined
-from tf_twohead.models.heads import build_multi_head, build_softmax, input_normalization
+from tf_twohead.models.heads import (
+    build_multi_head,
+    build_softmax,
+    input_normalization,
+    normalization_affine,
+)
 from tf_twohead.models.shufflenet import shufflenet_v2
 
 __all__ = ["BACKBONES", "backbone_layers", "build", "build_combined", "build_multi_head",
-           "build_softmax", "input_normalization", "shufflenet_v2"]
+           "build_softmax", "input_normalization", "normalization_affine", "shufflenet_v2"]
 
 
 def build(kind: str = "two_head", img_size: int = 256, width: float = 0.5,

@@ -32,13 +32,19 @@ def apply_input(img_size: int, backbone: str = "shufflenet_v2"):
     return inputs, x
 
 
-def input_normalization(model: keras.Model) -> tuple[list, list]:
-    """The `(mean, std)` of [0, 1] pixels a built model normalises with, from its layer."""
+def normalization_affine(model: keras.Model, dtype: str = "float64"):
+    """The per-channel `(scale, offset)` of a built model's input layer: `x * scale +
+    offset` on uint8 pixels, each an array of 3."""
     import numpy as np
 
     layer = model.get_layer(NORMALIZE)
-    scale = np.broadcast_to(np.asarray(layer.scale, "float64"), (3,))
-    offset = np.broadcast_to(np.asarray(layer.offset, "float64"), (3,))
+    return tuple(np.broadcast_to(np.asarray(v, dtype), (3,)).copy()
+                 for v in (layer.scale, layer.offset))
+
+
+def input_normalization(model: keras.Model) -> tuple[list, list]:
+    """The `(mean, std)` of [0, 1] pixels a built model normalises with, from its layer."""
+    scale, offset = normalization_affine(model)
     std = 1.0 / (255.0 * scale)
     return [round(float(v), 6) for v in -offset * std], [round(float(v), 6) for v in std]
 
