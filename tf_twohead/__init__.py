@@ -75,6 +75,7 @@ _EXPORTS = {
     "compare": "tf_twohead.comparison",
     "to_tflite": "tf_twohead.export",
     "Predictor": "tf_twohead.inference",
+    "audit": "tf_twohead.auditing",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -11,6 +11,10 @@ from tf_twohead import console
 
 
 def data(args) -> int:
+    if args.data_command == "audit":
+        from tf_twohead.cli.audit import audit_command
+
+        return audit_command(args)
     if args.data_command == "tfds":
         from tf_twohead.data.tfds import write_tfds
 

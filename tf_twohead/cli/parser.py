@@ -99,6 +99,26 @@ def _data(d) -> None:
                    help="3: the reference's classes; 10: Fashion-MNIST's own")
     f.add_argument("--overwrite", action="store_true",
                    help="write into a folder that is not empty (its old images stay)")
+    a = dsub.add_parser("audit", formatter_class=_Help, help="find leaked near-duplicates, "
+                        "label conflicts and likely label errors before training")
+    a.add_argument("root", help="dataset folder with train.csv, val.csv, test.csv")
+    a.add_argument("--config", action="append", metavar="FILE_OR_NAME",
+                   help="config for class names, heads and the recipe (default: two_head)")
+    a.add_argument("--out", metavar="DIR", help="report folder (default: ROOT/audit)")
+    a.add_argument("--threshold", type=int, default=8, metavar="BITS",
+                   help="near duplicates: pHash Hamming distance, of 64 bits")
+    a.add_argument("--folds", type=int, default=0, metavar="K", help="train K small models "
+                   "on the other folds for out-of-sample label-error scores (0: skip)")
+    a.add_argument("--epochs", type=int, default=3, metavar="E", help="epochs per fold model")
+    a.add_argument("--img-size", type=int, default=64, metavar="PX",
+                   help="image side for hashing and the fold models")
+    a.add_argument("--model", metavar="RUN", help="score labels with this run or model "
+                   "instead of folds (in-sample for its training split)")
+    a.add_argument("--write-clean", metavar="DIR", help="write a copy of the dataset "
+                   "without the leaked rows (originals untouched)")
+    a.add_argument("--drop-label-issues", action="store_true",
+                   help="with --write-clean: also leave out rows flagged as label errors")
+    a.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     g = dsub.add_parser("tfds", formatter_class=_Help, help="any TFDS image-classification "
                         "dataset, with an optional coarse label (downloads when online)")
     g.add_argument("name", help="TFDS name, e.g. oxford_iiit_pet, cifar100")

@@ -1,0 +1,69 @@
+"""`--write-clean DIR`: a new dataset folder without the flagged rows, the original
+untouched.
+
+Leakage is removed from the side that can lose it: a group that spans train and val or
+test loses its train members (the evaluation splits stay as they were, so figures stay
+comparable); a group that spans only val and test loses its val members. With
+`drop_label_issues`, flagged rows go too. The kept images are hard-linked into DIR
+under the same relative paths (copied when DIR is on another file system), so DIR is a
+dataset folder like any other: its CSVs point inside it, as the loader requires.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from tf_twohead.errors import DataError
+from tf_twohead.fileio import atomic_write_text
+
+
+def rows_to_drop(found: pd.DataFrame, issues: pd.DataFrame | None,
+                 drop_label_issues: bool) -> set[tuple[str, int]]:
+    """(split, CSV line) of every row the clean copy leaves out."""
+    drop = set()
+    for _, group in found[found["leakage"]].groupby("group"):
+        spans = set(group["split"])
+        side = "train" if "train" in spans else "val"
+        drop |= {(s, int(line)) for s, line in zip(group["split"], group["line"]) if s == side}
+    if drop_label_issues and issues is not None:
+        drop |= {(s, int(line)) for s, line in zip(issues["split"], issues["line"])}
+    return drop
+
+
+def write_clean(root, out, table: pd.DataFrame, drop: set[tuple[str, int]]) -> dict:
+    """Write DIR/<split>.csv and link the kept images; returns rows kept per split."""
+    root, out = Path(root).resolve(), Path(out).resolve()
+    if out == root or out in root.parents:
+        raise DataError(f"--write-clean {out} holds the dataset {root}; choose a new folder "
+                        "(the originals are never rewritten).")
+    if out.exists() and any(out.iterdir()):
+        raise DataError(f"--write-clean {out} is not empty; choose a new folder.")
+    kept = {}
+    for split, rows in table.groupby("split", sort=False):
+        lines = []
+        for _, row in rows.sort_values("line").iterrows():
+            if (split, int(row["line"])) in drop:
+                continue
+            _link(root / row["path"], out / row["path"])
+            lines.append(f"{_csv_field(row['path'])},{int(row['class_id'])}")
+        atomic_write_text(out / f"{split}.csv", "\n".join(lines) + "\n")
+        kept[split] = len(lines)
+    return kept
+
+
+def _link(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        return
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _csv_field(path: str) -> str:
+    return '"' + path.replace('"', '""') + '"' if any(c in path for c in ',"\n') else path

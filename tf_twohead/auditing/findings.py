@@ -1,0 +1,132 @@
+"""What the audit finds without training: duplicate groups (exact and near, leakage
+across splits first, label conflicts), and the balance and shape of every split.
+
+Everything is computed from what the decode pass left in the cache (pixels at the
+audit's size, a hash of each file's bytes) plus the images' headers: nothing is
+decoded twice.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from tf_twohead.auditing.near import groups, near_pairs, phash_array
+from tf_twohead.data.cache import SplitData
+
+EVAL_SPLITS = ("val", "test")
+COLUMNS = ("group", "kind", "leakage", "label_conflict", "distance", "split", "line", "path",
+           "class_id", "class_name", "phash", "file_hash")
+
+
+def rows_table(splits: dict[str, SplitData], class_names: list[str]) -> pd.DataFrame:
+    """One row per usable image of every split: where it is, its class and its hashes."""
+    parts = []
+    for name, split in splits.items():
+        parts.append(pd.DataFrame({
+            "split": name, "line": [r.line for r in split.rows],
+            "path": [r.path for r in split.rows], "class_id": split.class_ids,
+            "file_hash": split.hashes or [""] * len(split)}))
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    table["class_name"] = [class_names[i] for i in table["class_id"]]
+    images = [split.images for split in splits.values()]
+    table["phash"] = np.concatenate([phash_array(i) for i in images]) if images else []
+    return table
+
+
+def duplicate_groups(table: pd.DataFrame, threshold: int) -> pd.DataFrame:
+    """Rows in groups of (near-)identical images, one line per member.
+
+    Columns added: `group`, `kind` ("exact": identical files; "near": pHash within
+    `threshold` bits), `distance` (bits from the group's first member), `leakage` (the
+    group spans train and val or test, or val and test), `label_conflict` (its members
+    carry different class ids). Leakage groups come first, then conflicts, then size.
+    """
+    hashes = table["phash"].to_numpy(np.uint64)
+    pairs = near_pairs(hashes, threshold)
+    by_file = collections.defaultdict(list)  # byte-identical files
+    for i, digest in enumerate(table["file_hash"]):
+        if digest:
+            by_file[digest].append(i)
+    exact = [(m[0], j) for m in by_file.values() for j in m[1:]]
+    links = np.concatenate([pairs[:, :2], np.array(exact, np.int64).reshape(-1, 2)])
+    label = groups(len(table), links)
+    sizes = np.bincount(label)
+    members = table.assign(group=label)[sizes[label] > 1].copy()
+    if members.empty:
+        return pd.DataFrame({c: pd.Series(dtype=bool if c in ("leakage", "label_conflict")
+                                          else object) for c in COLUMNS})
+    out = []
+    for _, g in members.groupby("group", sort=False):
+        first = np.uint64(g["phash"].iloc[0])
+        g = g.assign(kind="exact" if g["file_hash"].nunique() == 1 and g["file_hash"].iloc[0]
+                     else "near",
+                     distance=[int(np.bitwise_count(np.uint64(h) ^ first)) for h in g["phash"]])
+        spans = set(g["split"])
+        leak = len(spans) > 1 and (("train" in spans) or spans >= set(EVAL_SPLITS))
+        out.append(g.assign(leakage=leak, label_conflict=g["class_id"].nunique() > 1))
+    found = pd.concat(out)
+    order = found.groupby("group")["group"].transform("size")
+    found = found.assign(_size=order).sort_values(
+        ["leakage", "label_conflict", "_size", "group", "split", "line"],
+        ascending=[False, False, False, True, True, True])
+    ids = {g: i for i, g in enumerate(dict.fromkeys(found["group"]))}  # 0.. in report order
+    found["group"] = found["group"].map(ids)
+    found["phash"] = [f"{int(h):016x}" for h in found["phash"]]
+    return found.drop(columns="_size").reset_index(drop=True)[list(COLUMNS)]
+
+
+def balance(splits: dict[str, SplitData], class_names: list[str],
+            heads: dict[str, list[int]]) -> pd.DataFrame:
+    """Counts per split: images, each class, each head's positives."""
+    records = []
+    for name, split in splits.items():
+        n = len(split)
+        record = {"split": name, "images": n}
+        for i, cls in enumerate(class_names):
+            record[f"class {cls}"] = int(np.sum(split.class_ids == i))
+        for head, ids in heads.items():
+            record[f"{head} positives"] = int(np.isin(split.class_ids, ids).sum())
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def image_shapes(root, splits: dict[str, SplitData]) -> pd.DataFrame:
+    """Per split: formats, modes and the range of sizes, read from the files' headers."""
+    from pathlib import Path
+
+    records = []
+    for name, split in splits.items():
+        widths, heights = [], []
+        kinds = collections.Counter()
+        for row in split.rows:
+            with Image.open(Path(root) / row.path) as img:  # the header only
+                widths.append(img.size[0])
+                heights.append(img.size[1])
+                kinds[f"{img.format} {img.mode}"] += 1
+        records.append({
+            "split": name, "images": len(split),
+            "formats and modes": ", ".join(f"{k} x{v}" for k, v in kinds.most_common()),
+            "width min/median/max": _spread(widths), "height min/median/max": _spread(heights)})
+    return pd.DataFrame(records)
+
+
+def _spread(values: list[int]) -> str:
+    if not values:
+        return "-"
+    return f"{min(values)} / {int(np.median(values))} / {max(values)}"
+
+
+def single_class_heads(table: pd.DataFrame, heads: dict[str, list[int]]) -> list[str]:
+    """"split: head" for each split in which a head has no positive or no negative."""
+    found = []
+    for name, rows in table.groupby("split", sort=False):
+        for head, ids in heads.items():
+            positives = int(rows["class_id"].isin(ids).sum())
+            if positives in (0, len(rows)):
+                missing = "positive" if positives == 0 else "negative"
+                found.append(f"{name}: {head} has no {missing}")
+    return found

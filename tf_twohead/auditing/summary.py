@@ -1,0 +1,76 @@
+"""`summary.md`: what the audit found, the worst first, with the tables behind it."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from tf_twohead.reports import markdown_table
+
+EXAMPLES = 10
+
+
+def summary_markdown(result, table: pd.DataFrame, single_class: list[str], settings: dict,
+                     seconds: float) -> str:
+    dup = result.duplicates
+    leaked = dup[dup["leakage"]] if len(dup) else dup
+    conflicts = dup[dup["label_conflict"]] if len(dup) else dup
+    counts = table["split"].value_counts()
+    lines = [f"# Data audit of {len(table):,} images",
+             "",
+             "Images per split: " + ", ".join(f"{s} {counts.get(s, 0):,}"
+                                             for s in dict.fromkeys(table["split"])) + ".",
+             f"Audited in {seconds:.1f} s: {seconds / max(len(table), 1) * 1e4 / 60:.1f} min "
+             "per 10,000 images at this rate.",
+             "",
+             "## Findings, worst first",
+             "",
+             f"- **Leakage**: {leaked['group'].nunique() if len(leaked) else 0} groups of "
+             f"(near-)identical images span splits ({len(leaked)} rows; "
+             f"{int((leaked['split'] == 'train').sum()) if len(leaked) else 0} of them in "
+             "train). Every figure on val/test is inflated by them.",
+             f"- **Label conflicts**: {conflicts['group'].nunique() if len(conflicts) else 0} "
+             "duplicate groups carry different class ids.",
+             f"- **Duplicates**: {dup['group'].nunique() if len(dup) else 0} groups in all "
+             f"({_kinds(dup)}), pHash within {settings['threshold']} bits.",
+             "- **Likely label errors**: " + _issues_line(result.label_issues, settings),
+             "- **Heads without both answers**: "
+             + ("; ".join(single_class) if single_class else "none") + ".",
+             ""]
+    if len(leaked):
+        lines += ["## Leaked groups (first rows; all in duplicates.csv, pictures in leakage.png)",
+                  "", markdown_table(leaked.head(EXAMPLES)[
+                      ["group", "kind", "distance", "split", "line", "path", "class_name"]]), ""]
+    issues = result.label_issues
+    if issues is not None and len(issues):
+        cols = [c for c in ("split", "line", "path", "given_class", "suggested_class",
+                            "score", "flagged_by") if c in issues]
+        lines += ["## Likeliest label errors (all in label_issues.csv, pictures in "
+                  "label_issues.png)", "", markdown_table(issues.head(EXAMPLES)[cols]), ""]
+    lines += ["## Balance", "", markdown_table(result.balance), "",
+              "## Image files", "", markdown_table(result.shapes), "",
+              "## Settings", "",
+              f"pHash threshold {settings['threshold']} bits of 64; images hashed at "
+              f"{settings['img_size']} px from the decode cache; "
+              + (f"label errors from {settings['model']} (in-sample for its training split)"
+                 if settings["model"] else
+                 f"label errors from {settings['folds']} out-of-fold models, "
+                 f"{settings['epochs']} epochs each" if settings["folds"] else
+                 "no label-error audit (--folds K or --model RUN)") + ".", ""]
+    return "\n".join(lines)
+
+
+def _kinds(dup: pd.DataFrame) -> str:
+    if not len(dup):
+        return "none"
+    kinds = dup.groupby("group")["kind"].first().value_counts()
+    return ", ".join(f"{n} {k}" for k, n in kinds.items())
+
+
+def _issues_line(issues, settings) -> str:
+    if issues is None:
+        return "not checked (pass --folds K to train K small models, or --model RUN)."
+    if not len(issues):
+        return "none flagged."
+    by = issues["flagged_by"].str.split("+").explode().value_counts()
+    return (f"{len(issues)} rows flagged by cleanlab ("
+            + ", ".join(f"{k} {v}" for k, v in by.items()) + ").")
