@@ -68,12 +68,13 @@ def scores(planted: set, flagged: set) -> dict:
             "recall": found / len(planted) if planted else float("nan")}
 
 
-def main_f1(root: Path, out: Path, name: str, size: int, epochs: int) -> float:
+def main_f1(root: Path, test_root: Path, out: Path, name: str, size: int, epochs: int) -> float:
+    """Train on `root`'s train/val; the main head's F1 on `test_root`'s test split."""
     cfg = tt.load_config("two_head", [f"data.root={root}", f"data.img_size={size}",
                                       f"output_dir={out}", f"exp={name}",
                                       f"train.epochs={epochs}"])
     tt.train(cfg, verbose=0)
-    result = tt.evaluate(cfg.run_dir, latency_images=1, progress=False)
+    result = tt.evaluate(cfg.run_dir, data_root=test_root, latency_images=1, progress=False)
     return float(result["heads"]["main"]["f1"])
 
 
@@ -100,21 +101,24 @@ def main() -> None:
         seconds = time.perf_counter() - start
         images = int(result.balance["images"].sum())
         dup = result.duplicates
-        leaked = dup[dup["leakage"] & (dup["split"] == "train")]
+        leaked = dup[dup["leaked"].astype(bool) & (dup["split"] == "train")]
         leaked_train = {("train", int(line)) for line in leaked["line"]}
         issues = result.label_issues
         flagged = {(s, int(ln)) for s, ln in zip(issues["split"], issues["line"])
                    if s == "train"}
-        table = pd.DataFrame({"leakage (train copies of test images)": scores(leaks, leaked_train),
-                              "label flips (train)": scores(flips, flagged)}).T
+        table = pd.DataFrame({
+            "leakage (train copies of test images)": scores(leaks, leaked_train),
+            "label flips (train)": scores(flips, flagged)}).T
         print("\n" + markdown_table(table.rename_axis("planted problem").reset_index()))
         print(f"\nAudit of {images:,} images ({args.folds} folds x {args.audit_epochs} epochs "
               f"at {args.size} px, 2 threads): {seconds:.0f} s = "
               f"{seconds / images * 1e4 / 60:.1f} min per 10,000 images")
         print(f"All label issues flagged: {len(issues)} (val/test included); "
               f"clean copy: {json.dumps(result.clean)}")
-        before = main_f1(planted_root, tmp / "runs", "planted", args.size, args.epochs)
-        after = main_f1(tmp / "clean", tmp / "runs", "clean", args.size, args.epochs)
+        before = main_f1(planted_root, planted_root, tmp / "runs", "planted", args.size,
+                         args.epochs)
+        after = main_f1(tmp / "clean", planted_root, tmp / "runs", "clean", args.size,
+                        args.epochs)
         print(f"\nMain-head test F1 ({args.epochs} epochs, same test split): trained on the "
               f"planted CSVs {before:.3f}, on the clean copy {after:.3f} "
               f"({after - before:+.3f})")

@@ -58,6 +58,8 @@ def test_duplicates_leakage_first_and_label_conflicts(planted, tmp_path):
     leaked = dup[dup["leakage"]]
     assert set(leaked["path"]) == {"screens/leak exact.jpg", "screens/test 0.jpg",
                                    "documents/leak near.jpg", "documents/val 1.jpg"}
+    assert set(dup[dup["leaked"]]["path"]) == {"screens/leak exact.jpg",
+                                               "documents/leak near.jpg"}  # the train copies
     kinds = leaked.groupby("group")["kind"].first().sort_values().tolist()
     assert kinds == ["exact", "near"]
     assert dup["leakage"].iloc[:4].all()  # leakage is listed first
@@ -68,6 +70,7 @@ def test_duplicates_leakage_first_and_label_conflicts(planted, tmp_path):
         assert (planted / "audit" / name).is_file(), name
     assert not (planted / "audit" / "label_issues.csv").exists()  # not asked for
     assert "**Leakage**: 2 groups" in result.summary
+    assert "2 rows are direct copies" in result.summary
     assert pd.read_csv(planted / "audit" / "duplicates.csv")["leakage"].sum() == 4
     assert result.balance.set_index("split").loc["train", "images"] == 21
 
@@ -89,6 +92,16 @@ def test_the_clean_copy_leaves_out_exactly_the_leaked_train_rows(planted, tmp_pa
     again = tt.audit(out, img_size=32, progress=False,
                      overrides=[f"data.cache_dir={tmp_path / 'cache'}"])
     assert not again.duplicates["leakage"].any()
+
+
+def test_flagged_labels_leave_only_train_and_evaluation_splits_stay_whole():
+    from tf_twohead.auditing.cleaned import rows_to_drop
+
+    found = pd.DataFrame({"split": ["train", "test", "val", "test"], "line": [3, 5, 4, 9],
+                          "leaked": [True, False, True, False], "group": [0, 0, 1, 1]})
+    issues = pd.DataFrame({"split": ["train", "val", "test"], "line": [7, 2, 1]})
+    assert rows_to_drop(found, issues, False) == {("train", 3), ("val", 4)}
+    assert rows_to_drop(found, issues, True) == {("train", 3), ("val", 4), ("train", 7)}
 
 
 @pytest.mark.slow

@@ -1,12 +1,16 @@
 """`--write-clean DIR`: a new dataset folder without the flagged rows, the original
 untouched.
 
-Leakage is removed from the side that can lose it: a group that spans train and val or
-test loses its train members (the evaluation splits stay as they were, so figures stay
-comparable); a group that spans only val and test loses its val members. With
-`drop_label_issues`, flagged rows go too. The kept images are hard-linked into DIR
-under the same relative paths (copied when DIR is on another file system), so DIR is a
-dataset folder like any other: its CSVs point inside it, as the loader requires.
+The evaluation splits are never made easier. Leakage is removed from the side that can
+lose it: a train row that is a copy or near copy of a val or test image goes, and a val
+row that copies a test image (the `leaked` rows of duplicates.csv); test stays as it
+was, so figures measured on it stay comparable. With `drop_label_issues`, the flagged
+*train* rows go too: dropping flagged val or test rows would remove the hard cases
+from the figures, so their labels are left for a person to fix (label_issues.csv).
+
+The kept images are hard-linked into DIR under the same relative paths (copied when
+DIR is on another file system), so DIR is a dataset folder like any other: its CSVs
+point inside it, as the loader requires.
 """
 
 from __future__ import annotations
@@ -24,13 +28,11 @@ from tf_twohead.fileio import atomic_write_text
 def rows_to_drop(found: pd.DataFrame, issues: pd.DataFrame | None,
                  drop_label_issues: bool) -> set[tuple[str, int]]:
     """(split, CSV line) of every row the clean copy leaves out."""
-    drop = set()
-    for _, group in found[found["leakage"]].groupby("group"):
-        spans = set(group["split"])
-        side = "train" if "train" in spans else "val"
-        drop |= {(s, int(line)) for s, line in zip(group["split"], group["line"]) if s == side}
+    leaked = found[found["leaked"].astype(bool)]
+    drop = {(s, int(line)) for s, line in zip(leaked["split"], leaked["line"])}
     if drop_label_issues and issues is not None:
-        drop |= {(s, int(line)) for s, line in zip(issues["split"], issues["line"])}
+        train = issues[issues["split"] == "train"]
+        drop |= {("train", int(line)) for line in train["line"]}
     return drop
 
 

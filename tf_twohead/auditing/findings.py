@@ -17,9 +17,10 @@ from PIL import Image
 from tf_twohead.auditing.near import groups, near_pairs, phash_array
 from tf_twohead.data.cache import SplitData
 
-EVAL_SPLITS = ("val", "test")
-COLUMNS = ("group", "kind", "leakage", "label_conflict", "distance", "split", "line", "path",
-           "class_id", "class_name", "phash", "file_hash")
+RANK = {"train": 0, "val": 1, "test": 2}  # a copy in a lower split leaks a higher one
+COLUMNS = ("group", "kind", "leakage", "leaked", "label_conflict", "distance", "split", "line",
+           "path", "class_id", "class_name", "phash", "file_hash")
+FLAGS = ("leakage", "leaked", "label_conflict")
 
 
 def rows_table(splits: dict[str, SplitData], class_names: list[str]) -> pd.DataFrame:
@@ -41,9 +42,13 @@ def duplicate_groups(table: pd.DataFrame, threshold: int) -> pd.DataFrame:
     """Rows in groups of (near-)identical images, one line per member.
 
     Columns added: `group`, `kind` ("exact": identical files; "near": pHash within
-    `threshold` bits), `distance` (bits from the group's first member), `leakage` (the
-    group spans train and val or test, or val and test), `label_conflict` (its members
-    carry different class ids). Leakage groups come first, then conflicts, then size.
+    `threshold` bits), `distance` (bits from the group's first member), `leaked` (this
+    row is itself a direct copy or near copy of a row in a later split: a train row of a
+    val or test image, a val row of a test image), `leakage` (a member of the group is
+    leaked), `label_conflict` (its members carry different class ids). Rows are linked
+    into groups through any chain of pairs, but only direct pairs make a row `leaked`:
+    look-alikes that chain through a third image are not copies. Leakage groups come
+    first, then conflicts, then size.
     """
     hashes = table["phash"].to_numpy(np.uint64)
     pairs = near_pairs(hashes, threshold)
@@ -54,20 +59,23 @@ def duplicate_groups(table: pd.DataFrame, threshold: int) -> pd.DataFrame:
     exact = [(m[0], j) for m in by_file.values() for j in m[1:]]
     links = np.concatenate([pairs[:, :2], np.array(exact, np.int64).reshape(-1, 2)])
     label = groups(len(table), links)
+    rank = table["split"].map(RANK).fillna(0).to_numpy()
+    leaked = np.zeros(len(table), bool)
+    lower = np.where(rank[links[:, 0]] < rank[links[:, 1]], links[:, 0], links[:, 1])
+    leaked[lower[rank[links[:, 0]] != rank[links[:, 1]]]] = True
     sizes = np.bincount(label)
-    members = table.assign(group=label)[sizes[label] > 1].copy()
+    members = table.assign(group=label, leaked=leaked)[sizes[label] > 1].copy()
     if members.empty:
-        return pd.DataFrame({c: pd.Series(dtype=bool if c in ("leakage", "label_conflict")
-                                          else object) for c in COLUMNS})
+        return pd.DataFrame({c: pd.Series(dtype=bool if c in FLAGS else object)
+                             for c in COLUMNS})
     out = []
     for _, g in members.groupby("group", sort=False):
         first = np.uint64(g["phash"].iloc[0])
         g = g.assign(kind="exact" if g["file_hash"].nunique() == 1 and g["file_hash"].iloc[0]
                      else "near",
                      distance=[int(np.bitwise_count(np.uint64(h) ^ first)) for h in g["phash"]])
-        spans = set(g["split"])
-        leak = len(spans) > 1 and (("train" in spans) or spans >= set(EVAL_SPLITS))
-        out.append(g.assign(leakage=leak, label_conflict=g["class_id"].nunique() > 1))
+        out.append(g.assign(leakage=bool(g["leaked"].any()),
+                            label_conflict=g["class_id"].nunique() > 1))
     found = pd.concat(out)
     order = found.groupby("group")["group"].transform("size")
     found = found.assign(_size=order).sort_values(

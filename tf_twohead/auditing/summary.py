@@ -25,9 +25,9 @@ def summary_markdown(result, table: pd.DataFrame, single_class: list[str], setti
              "## Findings, worst first",
              "",
              f"- **Leakage**: {leaked['group'].nunique() if len(leaked) else 0} groups of "
-             f"(near-)identical images span splits ({len(leaked)} rows; "
-             f"{int((leaked['split'] == 'train').sum()) if len(leaked) else 0} of them in "
-             "train). Every figure on val/test is inflated by them.",
+             "(near-)identical images span splits; "
+             f"{int(dup['leaked'].sum()) if len(dup) else 0} rows are direct copies of a val "
+             "or test image (the `leaked` rows: every figure on val/test is inflated by them).",
              f"- **Label conflicts**: {conflicts['group'].nunique() if len(conflicts) else 0} "
              "duplicate groups carry different class ids.",
              f"- **Duplicates**: {dup['group'].nunique() if len(dup) else 0} groups in all "
@@ -39,7 +39,8 @@ def summary_markdown(result, table: pd.DataFrame, single_class: list[str], setti
     if len(leaked):
         lines += ["## Leaked groups (first rows; all in duplicates.csv, pictures in leakage.png)",
                   "", markdown_table(leaked.head(EXAMPLES)[
-                      ["group", "kind", "distance", "split", "line", "path", "class_name"]]), ""]
+                      ["group", "kind", "leaked", "distance", "split", "line", "path",
+                       "class_name"]]), ""]
     issues = result.label_issues
     if issues is not None and len(issues):
         cols = [c for c in ("split", "line", "path", "given_class", "suggested_class",
