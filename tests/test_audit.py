@@ -1,6 +1,7 @@
 """`tf-twohead data audit`: duplicates and leakage across splits, label conflicts,
 cleanlab's label issues from out-of-fold models, the clean copy, and bad input."""
 
+import io
 import shutil
 
 import numpy as np
@@ -10,7 +11,8 @@ from conftest import write_dataset
 from PIL import Image
 
 import tf_twohead as tt
-from tf_twohead.auditing.near import hamming, near_pairs
+from tf_twohead.auditing.near import closest_only, hamming, near_pairs, phash_array, variant_hashes
+from tf_twohead.auditing.verify import DEFAULT_SIMILARITY, gray, similarity
 from tf_twohead.cli import main
 
 
@@ -24,6 +26,62 @@ def test_the_index_finds_every_pair_a_brute_force_finds():
     brute = {(i, j) for i in range(len(hashes)) for j in
              (np.nonzero(hamming(hashes[i], hashes[i + 1:]) <= 8)[0] + i + 1).tolist()}
     assert found == brute and len(found) >= 40
+
+
+def test_each_image_keeps_its_closest_candidate_pairs():
+    pairs = np.array([[0, 1, 2], [0, 2, 0], [0, 3, 4], [1, 2, 6], [2, 3, 1]])
+    # closest of image 0: (0, 2); of 1: (0, 1); of 2: (0, 2); of 3: (2, 3)
+    assert closest_only(pairs, 1).tolist() == [True, True, False, False, True]
+    assert closest_only(pairs, 3).all()
+
+
+def _picture(rng, base=None, texture=20.0):
+    """A 64 px grey picture: smooth shapes (`base`) and fine texture. Two pictures of one
+    base are look-alikes: pHash a few bits apart, their detail unrelated."""
+    from scipy.ndimage import gaussian_filter
+
+    if base is None:
+        base = gaussian_filter(rng.normal(size=(64, 64)), 6)
+        base = (base - base.min()) / np.ptp(base) * 180 + 40
+    fine = gaussian_filter(rng.normal(size=(64, 64)), 1) * texture
+    return base, np.clip(base + fine, 0, 255).astype(np.uint8)
+
+
+def _edited(image, crop=2, angle=4.0, quality=90):
+    """What people do to a copy: crop and resize back, rotate, recompress."""
+    img = Image.fromarray(image).crop((crop, crop, 64 - crop, 64 - crop)).resize((64, 64))
+    img = img.rotate(angle, resample=Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(buf))
+
+
+def test_the_pixel_check_tells_an_edited_copy_from_a_look_alike():
+    rng = np.random.default_rng(1)
+    images = []
+    for k in range(4):
+        base, original = _picture(rng)
+        images += [original, _edited(original, crop=1 + k % 2, angle=(-1) ** k * (1 + k)),
+                   _picture(rng, base)[1]]
+    images = np.stack(images)
+    copies = [[3 * k, 3 * k + 1] for k in range(4)]
+    look_alikes = [[3 * k, 3 * k + 2] for k in range(4)]
+    hashes = phash_array(np.repeat(images[..., None], 3, axis=-1))
+    assert all(hamming(hashes[i], hashes[j]) <= 8 for i, j in look_alikes)  # pHash: alike
+    scores = similarity(gray(images), np.array(copies + look_alikes))
+    assert (scores[:4] >= DEFAULT_SIMILARITY).all(), scores
+    assert (scores[4:] < 0.7).all(), scores
+
+
+def test_the_variant_hashes_bring_a_cropped_rotated_copy_closer():
+    rng = np.random.default_rng(1)
+    originals = np.stack([_picture(rng, texture=60.0)[1] for _ in range(8)])
+    copies = np.stack([_edited(x, crop=3, angle=3.0, quality=90) for x in originals])
+    hashes = phash_array(np.repeat(np.concatenate([originals, copies])[..., None], 3, -1))
+    variants = variant_hashes(gray(copies))
+    plain = hamming(hashes[:8], hashes[8:])
+    through = np.min([hamming(hashes[:8], variants[:, v]) for v in range(variants.shape[1])], 0)
+    assert through.mean() < plain.mean() - 2, (plain, through)
 
 
 def _plant(root):
@@ -73,6 +131,27 @@ def test_duplicates_leakage_first_and_label_conflicts(planted, tmp_path):
     assert "2 rows are direct copies" in result.summary
     assert pd.read_csv(planted / "audit" / "duplicates.csv")["leakage"].sum() == 4
     assert result.balance.set_index("split").loc["train", "images"] == 21
+
+
+def test_a_look_alike_across_splits_is_not_leakage_and_an_edited_copy_is(tmp_path):
+    root = write_dataset(tmp_path / "ds")
+    rng = np.random.default_rng(2)
+    base, original = _picture(rng)
+    pictures = {"train": original, "test": _picture(rng, base)[1], "val": _edited(original)}
+    for split, image in pictures.items():
+        Image.fromarray(image).save(root / f"documents/picture {split}.jpg", quality=95)
+        with open(root / f"{split}.csv", "a") as f:
+            f.write(f"documents/picture {split}.jpg,0\n")
+    result = tt.audit(root, img_size=64, progress=False,
+                      overrides=[f"data.cache_dir={tmp_path / 'cache'}"])
+    dup = result.duplicates
+    assert set(dup[dup["leakage"]]["path"]) == {"documents/picture train.jpg",
+                                                "documents/picture val.jpg"}
+    assert "documents/picture test.jpg" not in set(dup["path"])
+    assert not any(row.kind == "near" and row.similarity < DEFAULT_SIMILARITY
+                   for row in dup.itertuples())
+    rejected = result.summary.split(" checked pairs across splits were look-alikes")[0]
+    assert int(rejected.rsplit(" ", 1)[1].replace(",", "")) >= 1
 
 
 def test_the_clean_copy_leaves_out_exactly_the_leaked_train_rows(planted, tmp_path):
@@ -142,3 +221,16 @@ def test_bad_input_is_the_same_one_report_as_train(tmp_path, capsys):
     assert "test.csv:20" in err and "test.csv:19" in err
     assert main(["data", "audit", str(root), "--folds", "1"]) == 2
     assert "--folds" in capsys.readouterr().err
+    for flag, value in (("--threshold", "40"), ("--min-similarity", "1.5"), ("--per-image", "0")):
+        assert main(["data", "audit", str(root), flag, value]) == 2
+        err = capsys.readouterr().err
+        assert flag in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_command_line_defaults_are_the_library_defaults():
+    from tf_twohead.auditing.near import DEFAULT_THRESHOLD, PER_IMAGE
+    from tf_twohead.cli.parser import build
+
+    args = build().parse_args(["data", "audit", "somewhere"])
+    assert (args.threshold, args.min_similarity, args.per_image) == (
+        DEFAULT_THRESHOLD, DEFAULT_SIMILARITY, PER_IMAGE)

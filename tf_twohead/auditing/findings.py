@@ -1,5 +1,5 @@
-"""What the audit finds without training: duplicate groups (exact and near, leakage
-across splits first, label conflicts), and the balance and shape of every split.
+"""What the audit finds without training: duplicate groups (exact and near copies,
+leakage across splits first, label conflicts), and the balance and shape of every split.
 
 Everything is computed from what the decode pass left in the cache (pixels at the
 audit's size, a hash of each file's bytes) plus the images' headers: nothing is
@@ -9,17 +9,26 @@ decoded twice.
 from __future__ import annotations
 
 import collections
+import time
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
-from tf_twohead.auditing.near import groups, near_pairs, phash_array
+from tf_twohead.auditing.near import (
+    PER_IMAGE,
+    closest_only,
+    groups,
+    near_pairs,
+    phash_array,
+    variant_hashes,
+)
+from tf_twohead.auditing.verify import similarity, thumbnail_correlation
 from tf_twohead.data.cache import SplitData
 
 RANK = {"train": 0, "val": 1, "test": 2}  # a copy in a lower split leaks a higher one
-COLUMNS = ("group", "kind", "leakage", "leaked", "label_conflict", "distance", "split", "line",
-           "path", "class_id", "class_name", "phash", "file_hash")
+COLUMNS = ("group", "kind", "leakage", "leaked", "label_conflict", "similarity", "distance",
+           "split", "line", "path", "class_id", "class_name", "phash", "file_hash")
 FLAGS = ("leakage", "leaked", "label_conflict")
 
 
@@ -38,36 +47,70 @@ def rows_table(splits: dict[str, SplitData], class_names: list[str]) -> pd.DataF
     return table
 
 
-def duplicate_groups(table: pd.DataFrame, threshold: int) -> pd.DataFrame:
-    """Rows in groups of (near-)identical images, one line per member.
+def duplicate_groups(table: pd.DataFrame, gray: np.ndarray, threshold: int,
+                     min_similarity: float, per_image: int = PER_IMAGE
+                     ) -> tuple[pd.DataFrame, dict]:
+    """Rows in groups of copies of one picture, one line per member, and counts.
 
-    Columns added: `group`, `kind` ("exact": identical files; "near": pHash within
-    `threshold` bits), `distance` (bits from the group's first member), `leaked` (this
-    row is itself a direct copy or near copy of a row in a later split: a train row of a
-    val or test image, a val row of a test image), `leakage` (a member of the group is
-    leaked), `label_conflict` (its members carry different class ids). Rows are linked
-    into groups through any chain of pairs, but only direct pairs make a row `leaked`:
-    look-alikes that chain through a third image are not copies. Leakage groups come
+    Candidates are byte-identical files and pairs whose pHash (or an edited version's,
+    `near.VARIANTS`) is within `threshold` bits, each image's `per_image` closest;
+    a candidate pair counts when the pixel check (`verify.similarity` on `gray`, the
+    64 px grayscale images) is at least `min_similarity`. -1 is pHash alone: every
+    candidate counts, unchecked (`similarity` NaN).
+
+    Columns added: `group`, `kind` ("exact": identical files; "near": edited copies),
+    `similarity` (the row's best pixel check with another member; 1 for identical
+    files), `distance` (pHash bits from the group's first member), `leaked` (this row is
+    itself a copy of a row in a later split: a train row of a val or test image, a val
+    row of a test image), `leakage` (a member of the group is leaked), `label_conflict`
+    (its members carry different class ids). Rows are linked into groups through any
+    chain of pairs, but only direct pairs make a row `leaked`. Leakage groups come
     first, then conflicts, then size.
+
+    Returns:
+        The rows, and counts: "candidates" (pHash pairs), "checked" (the closest of
+        them), "confirmed" (pairs kept), "rejected across splits" (checked pairs across
+        splits the pixel check turned down), and the seconds of the index and the check.
     """
+    start = time.perf_counter()
     hashes = table["phash"].to_numpy(np.uint64)
-    pairs = near_pairs(hashes, threshold)
+    found = near_pairs(hashes, threshold, variant_hashes(gray))
+    candidates = len(found)
+    unchecked = min_similarity <= -1
+    if not unchecked:
+        found = found[closest_only(found, per_image, thumbnail_correlation(gray, found))]
+    pairs = found[:, :2]
+    searched = time.perf_counter()
+    similar = np.full(len(pairs), np.nan, np.float32) if unchecked else similarity(gray, pairs)
     by_file = collections.defaultdict(list)  # byte-identical files
     for i, digest in enumerate(table["file_hash"]):
         if digest:
             by_file[digest].append(i)
-    exact = [(m[0], j) for m in by_file.values() for j in m[1:]]
-    links = np.concatenate([pairs[:, :2], np.array(exact, np.int64).reshape(-1, 2)])
-    label = groups(len(table), links)
+    exact = np.array([(m[0], j) for m in by_file.values() for j in m[1:]], np.int64)
     rank = table["split"].map(RANK).fillna(0).to_numpy()
+    kept = np.ones(len(pairs), bool) if unchecked else similar >= min_similarity
+    stats = {"candidates": candidates, "checked": 0 if unchecked else len(pairs),
+             "confirmed": int(kept.sum()),
+             "rejected across splits": int(np.sum(~kept & (rank[pairs[:, 0]]
+                                                             != rank[pairs[:, 1]]))),
+             "index seconds": searched - start,
+             "check seconds": time.perf_counter() - searched}
+    links = np.concatenate([pairs[kept], exact.reshape(-1, 2)])
+    scores = np.concatenate([similar[kept], np.ones(len(exact), np.float32)])
+    best = np.full(len(table), -np.inf)
+    np.fmax.at(best, links[:, 0], scores)  # fmax: an unchecked pair (NaN) leaves it be
+    np.fmax.at(best, links[:, 1], scores)
+    best[np.isinf(best)] = np.nan
+    label = groups(len(table), links)
     leaked = np.zeros(len(table), bool)
     lower = np.where(rank[links[:, 0]] < rank[links[:, 1]], links[:, 0], links[:, 1])
     leaked[lower[rank[links[:, 0]] != rank[links[:, 1]]]] = True
     sizes = np.bincount(label)
-    members = table.assign(group=label, leaked=leaked)[sizes[label] > 1].copy()
+    members = table.assign(group=label, leaked=leaked, similarity=np.round(best, 3))
+    members = members[sizes[label] > 1].copy()
     if members.empty:
         return pd.DataFrame({c: pd.Series(dtype=bool if c in FLAGS else object)
-                             for c in COLUMNS})
+                             for c in COLUMNS}), stats
     out = []
     for _, g in members.groupby("group", sort=False):
         first = np.uint64(g["phash"].iloc[0])
@@ -84,7 +127,7 @@ def duplicate_groups(table: pd.DataFrame, threshold: int) -> pd.DataFrame:
     ids = {g: i for i, g in enumerate(dict.fromkeys(found["group"]))}  # 0.. in report order
     found["group"] = found["group"].map(ids)
     found["phash"] = [f"{int(h):016x}" for h in found["phash"]]
-    return found.drop(columns="_size").reset_index(drop=True)[list(COLUMNS)]
+    return found.drop(columns="_size").reset_index(drop=True)[list(COLUMNS)], stats
 
 
 def balance(splits: dict[str, SplitData], class_names: list[str],

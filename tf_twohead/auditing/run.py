@@ -1,11 +1,12 @@
 """`audit(root)`: the data audit a careful engineer runs before trusting a result.
 
 Over the train, val and test CSVs, through the one decoder and the decode cache:
-exact and near duplicates (leakage across splits first), label conflicts inside
-duplicate groups, likely label errors (cleanlab, with out-of-fold or a model's
-probabilities), and the balance and shape of each split. Writes, in `out` (default
-`ROOT/audit/`): `duplicates.csv`, `label_issues.csv`, `balance.csv`, `summary.md`,
-`leakage.png`, `label_issues.png`; optionally a cleaned copy of the dataset.
+exact copies and edited ones (pHash candidates confirmed by a pixel check; leakage
+across splits first), label conflicts inside duplicate groups, likely label errors
+(cleanlab, with out-of-fold or a model's probabilities), and the balance and shape of
+each split. Writes, in `out` (default `ROOT/audit/`): `duplicates.csv`,
+`label_issues.csv`, `balance.csv`, `summary.md`, `leakage.png`, `label_issues.png`;
+optionally a cleaned copy of the dataset.
 
 Example:
 
@@ -19,15 +20,17 @@ import dataclasses
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from tf_twohead.auditing import cleaned, findings, labels, sheets
-from tf_twohead.auditing.near import DEFAULT_THRESHOLD
+from tf_twohead.auditing import cleaned, findings, labels, sheets, verify
+from tf_twohead.auditing.near import DEFAULT_THRESHOLD, PER_IMAGE
 from tf_twohead.auditing.summary import summary_markdown
+from tf_twohead.auditing.verify import DEFAULT_SIMILARITY
 from tf_twohead.config import load_config
 from tf_twohead.data.cache import describe, keep_usable, scan_split
 from tf_twohead.data.splits import raise_bad_rows
-from tf_twohead.errors import DataError
+from tf_twohead.errors import ConfigError, DataError
 from tf_twohead.fileio import atomic_write_text
 
 SPLITS = ("train", "val", "test")
@@ -49,10 +52,11 @@ class AuditResult:
     clean: dict | None = None
 
 
-def audit(root, config=None, out=None, threshold: int = DEFAULT_THRESHOLD, folds: int = 0,
-          epochs: int = 3, img_size: int = 64, model=None, write_clean=None,
-          drop_label_issues: bool = False, overrides: list[str] | None = None,
-          progress: bool = True) -> AuditResult:
+def audit(root, config=None, out=None, *, threshold: int = DEFAULT_THRESHOLD,
+          min_similarity: float = DEFAULT_SIMILARITY, per_image: int = PER_IMAGE,
+          folds: int = 0, epochs: int = 3,
+          img_size: int = 64, model=None, write_clean=None, drop_label_issues: bool = False,
+          overrides: list[str] | None = None, progress: bool = True) -> AuditResult:
     """Audit a dataset folder (`train.csv`, `val.csv`, `test.csv` and the images).
 
     Args:
@@ -60,7 +64,11 @@ def audit(root, config=None, out=None, threshold: int = DEFAULT_THRESHOLD, folds
         config: str or None. A config file or preset for the class names, heads, decode
             policy and (with `folds`) the recipe; defaults to the `two_head` preset.
         out: str or None. Output folder; defaults to `ROOT/audit`.
-        threshold: int. Near duplicates: pHash Hamming distance, in bits of 64.
+        threshold: int. Near-duplicate candidates: pHash Hamming distance, in bits of 64.
+        min_similarity: float. The pixel check a candidate pair must pass to count as a
+            copy (`verify.similarity`, in [-1, 1]; -1: pHash alone, no check).
+        per_image: int. Candidate pairs checked per image, its closest (more: better
+            recall where look-alikes crowd, slower).
         folds: int. Train this many models on the other folds to score each image out
             of sample (0: no label-error audit unless `model`).
         epochs: int. Epochs of each fold's model.
@@ -73,6 +81,13 @@ def audit(root, config=None, out=None, threshold: int = DEFAULT_THRESHOLD, folds
         progress: bool. Print what it does.
     """
     say = print if progress else (lambda *a, **k: None)
+    if not 0 <= threshold < 32:
+        raise ConfigError(f"threshold {threshold}: a pHash distance in 0..31 bits.")
+    if per_image < 1:
+        raise ConfigError(f"per_image {per_image}: check at least 1 pair per image.")
+    if not -1.0 <= min_similarity <= 1.0:
+        raise ConfigError(f"min_similarity {min_similarity}: a correlation in [-1, 1] (-1: "
+                          "every pHash candidate, unchecked).")
     start = time.perf_counter()
     root = Path(root)
     predictor = None
@@ -88,11 +103,16 @@ def audit(root, config=None, out=None, threshold: int = DEFAULT_THRESHOLD, folds
     if out.resolve() == root.resolve():
         raise DataError(f"--out {out} is the dataset folder; the audit writes beside it.")
     splits = _load(cfg, root, progress)
+    decoded = time.perf_counter()
     names = list(cfg.data.class_names)
     heads = dict(cfg.model.heads) if predictor is None else predictor.heads
-    say(f"Hashing {sum(len(s) for s in splits.values()):,} images (pHash)", flush=True)
+    say(f"Hashing {sum(len(s) for s in splits.values()):,} images (pHash) and checking "
+        "the candidate pairs' pixels", flush=True)
     table = findings.rows_table(splits, names)
-    found = findings.duplicate_groups(table, threshold)
+    gray = verify.gray(np.concatenate([np.asarray(s.images) for s in splits.values()]))
+    hashed = time.perf_counter()
+    found, pair_counts = findings.duplicate_groups(table, gray, threshold, min_similarity,
+                                                   per_image)
     issues = None
     if folds or predictor is not None:
         pooled = labels.pool(splits)
@@ -116,7 +136,9 @@ def audit(root, config=None, out=None, threshold: int = DEFAULT_THRESHOLD, folds
               for i, row in enumerate(split.rows)}
     result.summary = summary_markdown(
         result, table, findings.single_class_heads(table, heads),
-        {"threshold": threshold, "folds": folds, "epochs": epochs, "img_size": img_size,
+        {"threshold": threshold, "min_similarity": min_similarity, **pair_counts,
+         "decode seconds": decoded - start, "hash seconds": hashed - decoded,
+         "folds": folds, "epochs": epochs, "img_size": img_size,
          "model": str(predictor.path) if predictor else None},
         time.perf_counter() - start)
     _write(result, images)

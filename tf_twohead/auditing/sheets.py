@@ -28,11 +28,12 @@ def leakage_sheet(found: pd.DataFrame, images: dict, out_png) -> Path | None:
             ax = fig.add_subplot(len(group_ids), PER_ROW, r * PER_ROW + c + 1)
             _thumb(ax, images[m["split"], m["line"]],
                    f"{m['split']}:{m['line']} {m['class_name']}\n"
-                   f"{Path(m['path']).name[:20]}  d={m['distance']}",
+                   f"{Path(m['path']).name[:20]}  sim={m['similarity']:.2f}",
                    conflict=bool(m["label_conflict"]))
     total = leaked["group"].nunique()
-    fig.suptitle(f"Leakage: {total} groups of (near-)identical images across splits "
-                 f"(first {len(group_ids)}; red title: the labels disagree)", fontsize=10)
+    fig.suptitle(f"Leakage: {total} groups of copies across splits (first {len(group_ids)}; "
+                 "sim: pixel check, 1 = identical file; red title: the labels disagree)",
+                 fontsize=10)
     return save(fig, out_png)
 
 

@@ -20,18 +20,22 @@ def summary_markdown(result, table: pd.DataFrame, single_class: list[str], setti
              "Images per split: " + ", ".join(f"{s} {counts.get(s, 0):,}"
                                              for s in dict.fromkeys(table["split"])) + ".",
              f"Audited in {seconds:.1f} s: {seconds / max(len(table), 1) * 1e4 / 60:.1f} min "
-             "per 10,000 images at this rate.",
+             "per 10,000 images at this rate (reading and decoding "
+             f"{settings['decode seconds']:.0f} s, hashing {settings['hash seconds']:.0f} s, "
+             f"the index {settings['index seconds']:.0f} s, the pixel check "
+             f"{settings['check seconds']:.0f} s; the rest is label-error models and the "
+             "reports).",
              "",
              "## Findings, worst first",
              "",
              f"- **Leakage**: {leaked['group'].nunique() if len(leaked) else 0} groups of "
-             "(near-)identical images span splits; "
+             "copies span splits; "
              f"{int(dup['leaked'].sum()) if len(dup) else 0} rows are direct copies of a val "
              "or test image (the `leaked` rows: every figure on val/test is inflated by them).",
              f"- **Label conflicts**: {conflicts['group'].nunique() if len(conflicts) else 0} "
-             "duplicate groups carry different class ids.",
+             "duplicate groups whose members carry different class ids.",
              f"- **Duplicates**: {dup['group'].nunique() if len(dup) else 0} groups in all "
-             f"({_kinds(dup)}), pHash within {settings['threshold']} bits.",
+             f"({_kinds(dup)}). " + _pairs_line(settings),
              "- **Likely label errors**: " + _issues_line(result.label_issues, settings),
              "- **Heads without both answers**: "
              + ("; ".join(single_class) if single_class else "none") + ".",
@@ -39,8 +43,8 @@ def summary_markdown(result, table: pd.DataFrame, single_class: list[str], setti
     if len(leaked):
         lines += ["## Leaked groups (first rows; all in duplicates.csv, pictures in leakage.png)",
                   "", markdown_table(leaked.head(EXAMPLES)[
-                      ["group", "kind", "leaked", "distance", "split", "line", "path",
-                       "class_name"]]), ""]
+                      ["group", "kind", "leaked", "similarity", "distance", "split", "line",
+                       "path", "class_name"]]), ""]
     issues = result.label_issues
     if issues is not None and len(issues):
         cols = [c for c in ("split", "line", "path", "given_class", "suggested_class",
@@ -50,7 +54,9 @@ def summary_markdown(result, table: pd.DataFrame, single_class: list[str], setti
     lines += ["## Balance", "", markdown_table(result.balance), "",
               "## Image files", "", markdown_table(result.shapes), "",
               "## Settings", "",
-              f"pHash threshold {settings['threshold']} bits of 64; images hashed at "
+              f"pHash threshold {settings['threshold']} bits of 64 (the image and 8 "
+              f"edited versions); pixel check at least {settings['min_similarity']:g}; "
+              "images hashed at "
               f"{settings['img_size']} px from the decode cache; "
               + (f"label errors from {settings['model']} (in-sample for its training split)"
                  if settings["model"] else
@@ -75,3 +81,13 @@ def _issues_line(issues, settings) -> str:
     by = issues["flagged_by"].str.split("+").explode().value_counts()
     return (f"{len(issues)} rows flagged by cleanlab ("
             + ", ".join(f"{k} {v}" for k, v in by.items()) + ").")
+
+
+def _pairs_line(settings: dict) -> str:
+    if settings["min_similarity"] <= -1:
+        return (f"All {settings['candidates']:,} pHash candidate pairs count, unchecked "
+                "(--min-similarity -1): look-alikes are counted as copies.")
+    return (f"Of {settings['candidates']:,} pHash candidate pairs, {settings['checked']:,} "
+            f"(each image's closest) were checked and {settings['confirmed']:,} passed the "
+            f"pixel check; {settings['rejected across splits']:,} checked pairs across splits "
+            "were look-alikes, not copies (not counted as leakage).")

@@ -17,6 +17,13 @@ def audit_command(args) -> int:
     if missing:
         raise DataError(f"{root}: no {', '.join(missing)}. data audit reads a dataset folder "
                         "with train, val and test CSV files.")
+    if not 0 <= args.threshold < 32:
+        raise ConfigError(f"--threshold {args.threshold}: a pHash distance in 0..31 bits.")
+    if not -1 <= args.min_similarity <= 1:
+        raise ConfigError(f"--min-similarity {args.min_similarity}: a correlation in [-1, 1] "
+                          "(-1 keeps every pHash candidate).")
+    if args.per_image < 1:
+        raise ConfigError(f"--per-image {args.per_image}: check at least 1 pair per image.")
     if args.folds == 1 or args.folds < 0:
         raise ConfigError(f"--folds {args.folds}: use 0 (no label-error audit) or K >= 2.")
     if args.folds and args.model:
@@ -29,9 +36,11 @@ def audit_command(args) -> int:
     load_config(args.config or "two_head", [f"data.root={root}", *args.overrides])  # keys
     from tf_twohead.auditing import audit
 
-    result = audit(root, args.config, args.out, args.threshold, args.folds, args.epochs,
-                   args.img_size, args.model, args.write_clean, args.drop_label_issues,
-                   args.overrides)
+    result = audit(root, args.config, args.out, threshold=args.threshold,
+                   min_similarity=args.min_similarity, per_image=args.per_image,
+                   folds=args.folds, epochs=args.epochs,
+                   img_size=args.img_size, model=args.model, write_clean=args.write_clean,
+                   drop_label_issues=args.drop_label_issues, overrides=args.overrides)
     headline = result.summary.split("## Findings, worst first")[1].split("\n## ")[0]
     print(headline.strip())
     print(f"Wrote {result.out}/: summary.md, duplicates.csv, balance.csv"

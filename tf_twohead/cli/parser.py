@@ -106,7 +106,13 @@ def _data(d) -> None:
                    help="config for class names, heads and the recipe (default: two_head)")
     a.add_argument("--out", metavar="DIR", help="report folder (default: ROOT/audit)")
     a.add_argument("--threshold", type=int, default=8, metavar="BITS",
-                   help="near duplicates: pHash Hamming distance, of 64 bits")
+                   help="near-duplicate candidates: pHash Hamming distance, of 64 bits")
+    a.add_argument("--min-similarity", type=float, default=0.97, metavar="R",
+                   help="the pixel check a candidate must pass to be a copy (detail "
+                   "correlation after alignment; -1: keep every pHash candidate)")
+    a.add_argument("--per-image", type=int, default=10, metavar="N",
+                   help="candidate pairs checked per image, its closest (more: better "
+                   "recall where look-alikes crowd, slower)")
     a.add_argument("--folds", type=int, default=0, metavar="K", help="train K small models "
                    "on the other folds for out-of-sample label-error scores (0: skip)")
     a.add_argument("--epochs", type=int, default=3, metavar="E", help="epochs per fold model")
