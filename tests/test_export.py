@@ -1,14 +1,13 @@
-"""TFLite export: signatures by name, parity per mode, planted mismatches, metadata,
-the .tflite as a first-class model (predict, evaluate), and Flex-op errors."""
+"""TFLite export of trained models: parity per mode, planted mismatches, metadata, the
+.tflite as a first-class model (predict, evaluate). The serving graph's signatures and
+conversion errors are in test_export_graph.py (a file of its own so that the two pytest
+workers can share the export tests)."""
 
 import json
-import tempfile
 import zipfile
 
-import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 from conftest import tiny_config, write_dataset
 
@@ -16,25 +15,6 @@ from tf_twohead import export, metadata, models, training
 from tf_twohead.cli import main
 from tf_twohead.inference import Predictor
 from tf_twohead.parity import compare_predictions
-
-
-def signature_outputs(model) -> set:
-    with tempfile.TemporaryDirectory() as tmp:
-        flatbuffer = export.convert_saved_model(export.write_serving_model(model, f"{tmp}/sm"))
-    interpreter = Interpreter(model_content=flatbuffer)
-    signature = interpreter.get_signature_list()["serving_default"]
-    assert signature["inputs"] == ["image"]
-    return set(signature["outputs"])
-
-
-@pytest.mark.parametrize("kind, heads, expected", [
-    ("two_head", {"main": [2], "aux": [1]}, {"main", "aux"}),
-    ("two_head", {"screen": [2], "doc": [0], "other": [1]}, {"screen", "doc", "other"}),
-    ("softmax", None, {"probs"}),
-])
-def test_signature_outputs_are_named_after_the_heads(kind, heads, expected):
-    model = models.build(kind, 32, head_width=8, heads=heads)
-    assert signature_outputs(model) == expected
 
 
 @pytest.fixture(scope="module")
@@ -200,31 +180,6 @@ def test_tflite_predicts_and_evaluates_like_keras(trained, capsys):
     capsys.readouterr()
     assert main(["compare", str(run), str(run / "best.tflite")]) == 0
     assert "two_head (two_head, tflite)" in capsys.readouterr().out
-
-
-class Erfinv(keras.layers.Layer):
-    def call(self, x):
-        return tf.math.erfinv(tf.sigmoid(x))
-
-
-def test_flex_op_is_a_clear_error():
-    inputs = keras.Input((32, 32, 3), dtype="uint8", name="image")
-    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
-    x = Erfinv(name="odd_activation")(x)
-    model = keras.Model(inputs, {"main": keras.layers.Dense(1, name="main")(x)})
-    with tempfile.TemporaryDirectory() as tmp:
-        saved = export.write_serving_model(model, f"{tmp}/sm")
-        with pytest.raises(export.ExportError, match=r"tf\.Erfinv \(layer 'odd_activation'\)"):
-            export.convert_saved_model(saved)
-
-
-def test_bad_quantize_and_missing_data_are_clear(tmp_path):
-    with pytest.raises(export.ExportError, match="quantize must be one of"):
-        export.to_tflite(tmp_path, "int4")
-    path = tmp_path / "m.keras"
-    models.build("two_head", 32, head_width=8).save(path)
-    with pytest.raises(export.ExportError, match="pass --data ROOT"):
-        export.to_tflite(path, "none")
 
 
 class Noisy:
