@@ -21,19 +21,21 @@ def leakage_sheet(found: pd.DataFrame, images: dict, out_png) -> Path | None:
     group_ids = list(dict.fromkeys(leaked["group"]))[:ROWS]
     if not group_ids:
         return None
-    fig = Figure(figsize=(1.7 * PER_ROW, 1.9 * len(group_ids) + 0.5))
+    columns = min(PER_ROW, int(leaked[leaked["group"].isin(group_ids)]
+                               .groupby("group").size().max()))  # the widest group shown
+    fig = Figure(figsize=(max(1.7 * columns, 5.5), 1.9 * len(group_ids) + 0.5))
     for r, gid in enumerate(group_ids):
-        members = leaked[leaked["group"] == gid].head(PER_ROW)
+        members = leaked[leaked["group"] == gid].head(columns)
         for c, (_, m) in enumerate(members.iterrows()):
-            ax = fig.add_subplot(len(group_ids), PER_ROW, r * PER_ROW + c + 1)
+            ax = fig.add_subplot(len(group_ids), columns, r * columns + c + 1)
             _thumb(ax, images[m["split"], m["line"]],
                    f"{m['split']}:{m['line']} {m['class_name']}\n"
                    f"{Path(m['path']).name[:20]}  sim={m['similarity']:.2f}",
                    conflict=bool(m["label_conflict"]))
     total = leaked["group"].nunique()
-    fig.suptitle(f"Leakage: {total} groups of copies across splits (first {len(group_ids)}; "
-                 "sim: pixel check, 1 = identical file; red title: the labels disagree)",
-                 fontsize=10)
+    fig.suptitle(f"Leakage: {total} groups of copies across splits (first {len(group_ids)})\n"
+                 "sim: pixel check, 1 = identical file; red title: the labels disagree",
+                 fontsize=9)
     return save(fig, out_png)
 
 
