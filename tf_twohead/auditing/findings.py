@@ -19,6 +19,7 @@ from tf_twohead.auditing.near import (
     PER_IMAGE,
     closest_only,
     groups,
+    hamming,
     near_pairs,
     phash_array,
     variant_hashes,
@@ -32,8 +33,10 @@ COLUMNS = ("group", "kind", "leakage", "leaked", "label_conflict", "similarity",
 FLAGS = ("leakage", "leaked", "label_conflict")
 
 
-def rows_table(splits: dict[str, SplitData], class_names: list[str]) -> pd.DataFrame:
-    """One row per usable image of every split: where it is, its class and its hashes."""
+def rows_table(splits: dict[str, SplitData], class_names: list[str],
+               gray: np.ndarray) -> pd.DataFrame:
+    """One row per usable image of every split: where it is, its class and its hashes
+    (pHash of `gray`, the splits' images as the pixel check sees them, in split order)."""
     parts = []
     for name, split in splits.items():
         parts.append(pd.DataFrame({
@@ -42,8 +45,7 @@ def rows_table(splits: dict[str, SplitData], class_names: list[str]) -> pd.DataF
             "file_hash": split.hashes or [""] * len(split)}))
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     table["class_name"] = [class_names[i] for i in table["class_id"]]
-    images = [split.images for split in splits.values()]
-    table["phash"] = np.concatenate([phash_array(i) for i in images]) if images else []
+    table["phash"] = phash_array(gray)
     return table
 
 
@@ -116,7 +118,7 @@ def duplicate_groups(table: pd.DataFrame, gray: np.ndarray, threshold: int,
         first = np.uint64(g["phash"].iloc[0])
         g = g.assign(kind="exact" if g["file_hash"].nunique() == 1 and g["file_hash"].iloc[0]
                      else "near",
-                     distance=[int(np.bitwise_count(np.uint64(h) ^ first)) for h in g["phash"]])
+                     distance=hamming(g["phash"].to_numpy(np.uint64), first))
         out.append(g.assign(leakage=bool(g["leaked"].any()),
                             label_conflict=g["class_id"].nunique() > 1))
     found = pd.concat(out)

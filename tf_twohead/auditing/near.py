@@ -33,7 +33,8 @@ VARIANTS = ((1 / 1.07, -3.0), (1 / 1.07, 0.0), (1 / 1.07, 3.0), (1.0, -3.0), (1.
 
 
 def phash_array(images: np.ndarray) -> np.ndarray:
-    """pHash of each uint8 image `(N, S, S, 3)`, as uint64 `(N,)` (imagehash's 8x8 pHash)."""
+    """pHash of each uint8 image, `(N, S, S, 3)` or grayscale `(N, S, S)`, as uint64 `(N,)`
+    (imagehash's 8x8 pHash)."""
     import imagehash
     from PIL import Image
 

@@ -20,7 +20,6 @@ import dataclasses
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from tf_twohead.auditing import cleaned, findings, labels, sheets, verify
@@ -108,14 +107,14 @@ def audit(root, config=None, out=None, *, threshold: int = DEFAULT_THRESHOLD,
     heads = dict(cfg.model.heads) if predictor is None else predictor.heads
     say(f"Hashing {sum(len(s) for s in splits.values()):,} images (pHash) and checking "
         "the candidate pairs' pixels", flush=True)
-    table = findings.rows_table(splits, names)
-    gray = verify.gray(np.concatenate([np.asarray(s.images) for s in splits.values()]))
+    pooled = labels.pool(splits)  # every split's images, in the table's row order
+    gray = verify.gray(pooled.images)
+    table = findings.rows_table(splits, names, gray)
     hashed = time.perf_counter()
     found, pair_counts = findings.duplicate_groups(table, gray, threshold, min_similarity,
                                                    per_image)
     issues = None
     if folds or predictor is not None:
-        pooled = labels.pool(splits)
         if predictor is not None:
             say(f"Scoring with {predictor.path}", flush=True)
             class_probs, scores = labels.model_probs(predictor, pooled)
