@@ -17,6 +17,7 @@ $(VENV)/.installed: pyproject.toml
 test: install
 	$(BIN)/python -m pytest
 
+# The quick loop: every test that neither trains nor converts a model (about 2 min).
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
 

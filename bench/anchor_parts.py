@@ -62,7 +62,7 @@ def part_export(args) -> dict:
 
     from tf_twohead import models
     from tf_twohead.data.images import load_rgb
-    from tf_twohead.export import convert_saved_model, write_serving_model
+    from tf_twohead.export.serving import convert_saved_model, write_serving_model
 
     out = Path(args.root).parent / "exports"
     out.mkdir(exist_ok=True)
@@ -85,11 +85,13 @@ def part_train(args) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from tf_twohead import config, models, pretrained, recipe
-    from tf_twohead.runtime import set_threads
+    from tf_twohead import config, models
+    from tf_twohead.core.runtime import set_threads
+    from tf_twohead.pretrained import load as pretrained
+    from tf_twohead.recipe import compiling as recipe
 
     set_threads(2)
-    cfg = config.load("two_head", [
+    cfg = config.load_config("two_head", [
         f"data.img_size={args.size}", "model.width=0.5", "train.batch_size=64"])
     keras.utils.set_random_seed(0)
     model = recipe.compile_model(pretrained.build_model(cfg), cfg)
@@ -107,8 +109,8 @@ def part_train(args) -> dict:
 
 def part_latency(args) -> dict:
     from tf_twohead.data.images import load_rgb
-    from tf_twohead.evaluation import measure_latency
-    from tf_twohead.inference import Predictor
+    from tf_twohead.inference.latency import measure_latency
+    from tf_twohead.inference.predictor import Predictor
 
     files = sorted(Path(args.root).glob("class */*.jpg"))[: args.count]
     folder = Path(args.exports)
@@ -121,7 +123,7 @@ def part_latency(args) -> dict:
         result[f"{q}_model_ms"] = median_ms(lambda p=predictor: p.raw(image), repeats=100)
     result["decode_ms"] = statistics.median(
         median_ms(lambda f=f: load_rgb(f, args.size), repeats=3, warmup=1) for f in files)
-    from tf_twohead.runtime import set_threads
+    from tf_twohead.core.runtime import set_threads
 
     set_threads(1)
     result["gemm_gflops"] = gemm_gflops(1)

@@ -32,7 +32,7 @@ import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import tf_twohead as tt  # noqa: E402
-from tf_twohead.reports import markdown_table  # noqa: E402
+from tf_twohead.core.tables import markdown_table  # noqa: E402
 
 
 def edited_copy(src: Path, dst: Path, rng: np.random.Generator) -> None:

@@ -25,6 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from timing import cpu_flags, median_ms  # noqa: E402 - bench/ is the script's folder
 
 import tf_twohead  # noqa: E402,F401 - first, so its oneDNN default applies before TF loads
+from tf_twohead.export import serving
 
 MODELS = (("shufflenet_v2", 0.5), ("shufflenet_v2", 1.0), ("mobilenet_v3_small", 0.75),
           ("mobilenet_v3_small", 1.0), ("mobilenet_v3_large", 0.75),
@@ -42,7 +43,7 @@ def main() -> None:
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
-    from tf_twohead import export, models
+    from tf_twohead import models
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -53,8 +54,8 @@ def main() -> None:
     for backbone, width in MODELS:
         model = models.build("two_head", args.size, width, args.head_width, backbone=backbone)
         with tempfile.TemporaryDirectory() as tmp:
-            saved = export.write_serving_model(model, Path(tmp) / "sm")
-            flatbuffer = export.convert_saved_model(saved, "dynamic")
+            saved = serving.write_serving_model(model, Path(tmp) / "sm")
+            flatbuffer = serving.convert_saved_model(saved, "dynamic")
         runner = Interpreter(model_content=flatbuffer, num_threads=1).get_signature_runner()
         lite_ms = median_ms(lambda runner=runner: runner(image=image), args.repeats)
         keras_fn = tf.function(lambda x, model=model: model(x, training=False))

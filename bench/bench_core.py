@@ -72,8 +72,9 @@ def make_jpegs(root: Path, n: int, seed: int = 0, size: tuple[int, int] = (640, 
 
 def part_latency(args, root: Path) -> dict:
     from tf_twohead import models
-    from tf_twohead.evaluation import measure_latency
-    from tf_twohead.inference import Predictor, set_threads
+    from tf_twohead.core.runtime import set_threads
+    from tf_twohead.inference.latency import measure_latency
+    from tf_twohead.inference.predictor import Predictor
 
     set_threads(1)
     files = sorted(root.glob("class */*.jpg"))[: args.latency_images]
@@ -106,16 +107,18 @@ def part_train(args, root: Path) -> dict:
     import keras
     import tensorflow as tf
 
-    from tf_twohead import config, pretrained, recipe
-    from tf_twohead.data.pipeline import datasets_for, load_splits
-    from tf_twohead.inference import set_threads
+    from tf_twohead import config
+    from tf_twohead.core.runtime import set_threads
+    from tf_twohead.data.pipeline import checked_splits, datasets_for
+    from tf_twohead.pretrained import load as pretrained
+    from tf_twohead.recipe import compiling as recipe
 
     set_threads(2)
-    cfg = config.load("configs/two_head.yaml", [
+    cfg = config.load_config("configs/two_head.yaml", [
         f"data.root={root}", f"data.img_size={args.size}", f"model.width={args.width}",
         f"output_dir={root.parent / 'runs'}", "train.batch_size=64"])
     start = time.perf_counter()
-    split = load_splits(cfg, ("train",), progress=False)["train"]
+    split = checked_splits(cfg, ("train",), progress=False)["train"]
     cache_build = time.perf_counter() - start
     train_ds = datasets_for(cfg, split).repeat()
 
@@ -152,15 +155,16 @@ def part_epochs(args, root: Path) -> dict:
     """Wall time of each epoch of `training.train` (64 px, the reference's 6,000 images)."""
     import keras
 
-    from tf_twohead import config, training
-    from tf_twohead.data.pipeline import load_splits
-    from tf_twohead.inference import set_threads
+    from tf_twohead import config
+    from tf_twohead.core.runtime import set_threads
+    from tf_twohead.data.pipeline import checked_splits
+    from tf_twohead.training import run as training
 
     set_threads(2)
-    cfg = config.load("configs/two_head.yaml", [
+    cfg = config.load_config("configs/two_head.yaml", [
         f"data.root={root}", "data.img_size=64", f"output_dir={root / 'runs'}",
         "train.epochs=3", "exp=epochs"])
-    load_splits(cfg, ("train", "val", "test"), progress=False)  # the cache is not an epoch
+    checked_splits(cfg, ("train", "val", "test"), progress=False)  # the cache is not an epoch
 
     class EpochTimer(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):

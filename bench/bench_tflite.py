@@ -42,12 +42,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    from tf_twohead import config, training
+    from tf_twohead import config
+    from tf_twohead.core.errors import ParityError
     from tf_twohead.data.images import load_rgb
     from tf_twohead.data.sources import write_fashion_mnist
-    from tf_twohead.evaluation import measure_latency
-    from tf_twohead.export import QUANTIZATIONS, ParityError, to_tflite
-    from tf_twohead.inference import Predictor
+    from tf_twohead.export.serving import QUANTIZATIONS
+    from tf_twohead.export.tflite import to_tflite
+    from tf_twohead.inference.latency import measure_latency
+    from tf_twohead.inference.predictor import Predictor
+    from tf_twohead.training import run as training
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "fashion"
@@ -56,7 +59,7 @@ def main() -> None:
         runs = {}
         for kind, config_file in (("two_head", "configs/two_head.yaml"),
                                   ("three_output", "configs/three_class.yaml")):
-            cfg = config.load(config_file, [
+            cfg = config.load_config(config_file, [
                 f"data.root={root}", f"data.img_size={args.size}", f"exp={kind}",
                 f"output_dir={Path(tmp) / 'runs'}", f"train.epochs={args.epochs}"])
             print(f"training {kind} at {args.size} px for {args.epochs} epochs ...", flush=True)

@@ -51,9 +51,9 @@ def main() -> None:
 
     search = Path(args.output_dir) / "tune_head_width"
     best_yaml = search / "best_config.yaml"
-    base = config.load("configs/tune_head_width.yaml", common)
+    base = config.load_config("configs/tune_head_width.yaml", common)
     budget = [f"data.img_size={base.data.img_size}", f"train.epochs={base.tune.epochs}"]
-    best = config.load(best_yaml)
+    best = config.load_config(best_yaml)
     per_head = ", ".join(f"{k}: {v}" for k, v in best.model.head_widths.items())
     heads = [f"model.head_width={best.model.head_width}", f"model.head_widths={{{per_head}}}"]
     widths = f"{best.model.head_width}/{best.model.head_widths.get('aux', best.model.head_width)}"

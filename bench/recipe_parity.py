@@ -86,20 +86,22 @@ def tf_child(args) -> None:
     """One tf-twohead run in its own process (fresh TensorFlow state per run)."""
     import pandas as pd
 
-    from tf_twohead import config, saving, training
-    from tf_twohead.data.pipeline import load_splits
-    from tf_twohead.inference import set_threads
+    from tf_twohead import config
+    from tf_twohead.core.runtime import set_threads
+    from tf_twohead.data.pipeline import checked_splits
+    from tf_twohead.inference import saving
+    from tf_twohead.training import run as training
 
     set_threads(args.threads)
     out = Path(args.out)
     kind = args.tf_child
-    cfg = config.load(HERE.parent / KINDS[kind], [
+    cfg = config.load_config(HERE.parent / KINDS[kind], [
         f"data.root={args.data}", f"data.img_size={args.size}", f"train.epochs={args.epochs}",
         f"train.batch_size={args.batch}", f"train.seed={args.seed}", f"output_dir={out}",
         "exp=run", *args.tf_override])
     state = training.train(cfg, overwrite=True, verbose=0)
     model = saving.load_model(cfg.run_dir / "best.keras")
-    test = load_splits(cfg, ("test",), progress=False)["test"]
+    test = checked_splits(cfg, ("test",), progress=False)["test"]
     pred = model.predict(np.asarray(test.images), batch_size=256, verbose=0)
     if kind == "softmax":
         winner = pred["probs"].argmax(1)

@@ -56,7 +56,7 @@ def tiny_config(tmp_path, root, *overrides):
     """A config that trains in seconds: 32 px, x0.5, narrow heads, 2 epochs."""
     from tf_twohead import config
 
-    return config.load("configs/two_head.yaml", [
+    return config.load_config("configs/two_head.yaml", [
         f"data.root={root}", "data.img_size=32", f"output_dir={tmp_path / 'runs'}",
         "model.head_width=16", "train.epochs=2", "train.batch_size=8", *overrides,
     ])

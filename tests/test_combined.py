@@ -11,17 +11,17 @@ import pytest
 from model_checks import check_outputs, check_round_trip
 
 from tf_twohead import config
-from tf_twohead.data.pipeline import load_splits
+from tf_twohead.data.pipeline import checked_splits
 from tf_twohead.models import build_combined, build_softmax
 from tf_twohead.models.combined import encoders, load_encoder, set_encoders_frozen
-from tf_twohead.optimizers import OneCycle
+from tf_twohead.recipe.optimizers import OneCycle
 
 THREE = ["data.class_names=[document, not a document, screen]"]
 
 
 def combined_config(tmp_path, root, *overrides):
     """The combined recipe on the tiny three-class data: groups {0} and {1, 2}."""
-    return config.load("configs/combined.yaml", [
+    return config.load_config("configs/combined.yaml", [
         f"data.root={root}", "data.img_size=32", f"output_dir={tmp_path / 'runs'}",
         "model.head_width=16", "train.batch_size=8", *THREE,
         "data.coarse={paper: [0], other: [1, 2]}", "model.heads={main: [2], aux: [1]}",
@@ -38,20 +38,21 @@ def combined_config(tmp_path, root, *overrides):
 ])
 def test_coarse_groups_must_cover_every_class_once(groups, message):
     with pytest.raises(config.ConfigError, match=message):
-        config.load("configs/two_head.yaml", [f"data.coarse={groups}"])
+        config.load_config("configs/two_head.yaml", [f"data.coarse={groups}"])
 
 
 def test_combined_needs_two_groups_and_a_combined_stage():
     with pytest.raises(config.ConfigError, match="at least two groups"):
-        config.load("configs/combined.yaml", ["data.coarse={all: [0,1,2,3,4,5,6,7,8,9]}"])
+        config.load_config("configs/combined.yaml", ["data.coarse={all: [0,1,2,3,4,5,6,7,8,9]}"])
     with pytest.raises(config.ConfigError, match="at least one epoch of the combined model"):
-        config.load("configs/combined.yaml", ["train.stages.frozen=0", "train.stages.unfrozen=0"])
-    cfg = config.load("configs/combined.yaml")
+        config.load_config("configs/combined.yaml",
+                           ["train.stages.frozen=0", "train.stages.unfrozen=0"])
+    cfg = config.load_config("configs/combined.yaml")
     assert list(config.coarse_ids(cfg)) == [0, 2, 0, 2, 0, 1, 0, 1, 2, 1]
 
 
 def test_shipped_combined_configs_share_data_and_budget():
-    staged, baseline, control = (config.load(f"configs/{n}.yaml") for n in
+    staged, baseline, control = (config.load_config(f"configs/{n}.yaml") for n in
                                  ("combined", "combined_baseline", "combined_control"))
     assert staged.data == baseline.data == control.data
     assert (staged.train.stages.total == baseline.train.epochs
@@ -160,7 +161,10 @@ class WeightLog(keras.callbacks.Callback):
 
 @pytest.mark.slow
 def test_staged_run_order_weights_evaluation_and_tflite(tmp_path, dataset):
-    from tf_twohead import evaluation, export, stages, training
+    from tf_twohead.evaluation import evaluate as evaluation
+    from tf_twohead.export import tflite as export
+    from tf_twohead.training import run as training
+    from tf_twohead.training import staged as stages
 
     cfg = combined_config(tmp_path, dataset, "train.steps_per_epoch=2")
     log = WeightLog()
@@ -191,7 +195,7 @@ def test_staged_run_order_weights_evaluation_and_tflite(tmp_path, dataset):
         assert not np.allclose(fit["begin"]["conv"], fit["end"]["conv"])
 
     # Both encoders' stages see the same split: the same images, coarse = group of fine.
-    splits = load_splits(cfg, ("val",), progress=False)
+    splits = checked_splits(cfg, ("val",), progress=False)
     coarse_ds = stages._stage_dataset(cfg, splits["val"], "coarse")
     fine_ds = stages._stage_dataset(cfg, splits["val"], "fine")
     for (xc, yc), (xf, yf) in zip(coarse_ds, fine_ds):

@@ -8,12 +8,14 @@ import pandas as pd
 import pytest
 from test_combined import WeightLog, combined_config
 
-from tf_twohead import config, runs
+import tf_twohead as tt
+from tf_twohead import config
+from tf_twohead.training import resume as runs
 
 
 @pytest.mark.slow
 def test_staged_run_resumes_mid_stage(tmp_path, dataset):
-    from tf_twohead import training
+    from tf_twohead.training import run as training
 
     class StopAfter(keras.callbacks.Callback):  # Ctrl-C after N epochs of the whole run
         def __init__(self, n):
@@ -32,7 +34,7 @@ def test_staged_run_resumes_mid_stage(tmp_path, dataset):
     fine_dir = cfg.run_dir / "stages" / "fine"
     assert runs.resumable_state(fine_dir)["epoch"] == 1
     assert not (cfg.run_dir / "best.keras").exists()
-    with pytest.raises(training.RunExistsError, match="--resume"):
+    with pytest.raises(tt.RunExistsError, match="--resume"):
         training.train(cfg, verbose=0)
 
     log = WeightLog()
@@ -44,7 +46,7 @@ def test_staged_run_resumes_mid_stage(tmp_path, dataset):
     assert list(zip(history["stage"], history["stage_epoch"])) == [
         ("fine", 1), ("fine", 2), ("unfrozen", 1)]
     assert list(history["epoch"]) == [1, 2, 3]
-    with pytest.raises(training.RunExistsError, match="train.stages differ"):
-        training.train(config.load(cfg.run_dir / "config.yaml", ["train.stages.fine=3"]),
+    with pytest.raises(tt.RunExistsError, match="train.stages differ"):
+        training.train(config.load_config(cfg.run_dir / "config.yaml", ["train.stages.fine=3"]),
                        resume=True, verbose=0)
 

@@ -7,9 +7,9 @@ from tf_twohead import config
 
 @pytest.mark.parametrize("path", ["configs/two_head.yaml", "configs/three_class.yaml"])
 def test_shipped_configs_load_and_round_trip(path, tmp_path):
-    cfg = config.load(path)
+    cfg = config.load_config(path)
     config.dump(cfg, tmp_path / "c.yaml")
-    assert config.load(tmp_path / "c.yaml") == cfg
+    assert config.load_config(tmp_path / "c.yaml") == cfg
 
 
 def test_shipped_config_documents_every_key():
@@ -20,15 +20,15 @@ def test_shipped_config_documents_every_key():
 
 
 def test_reference_defaults():
-    cfg = config.load("configs/two_head.yaml")
+    cfg = config.load_config("configs/two_head.yaml")
     assert cfg.model.heads == {"main": [2], "aux": [1]}
     assert cfg.train.loss_weights == {"main": 2.0, "aux": 1.0}
     assert (cfg.data.img_size, cfg.train.epochs, cfg.train.label_smoothing) == (256, 9, 0.1)
-    assert config.load("configs/three_class.yaml").model.kind == "softmax"
+    assert config.load_config("configs/three_class.yaml").model.kind == "softmax"
 
 
 def test_overrides_win_and_config_is_frozen():
-    cfg = config.load("configs/two_head.yaml", ["train.epochs=3", "data.img_size=64",
+    cfg = config.load_config("configs/two_head.yaml", ["train.epochs=3", "data.img_size=64",
                                                "model.kind=softmax", "exp=x"])
     assert (cfg.train.epochs, cfg.data.img_size, cfg.model.kind, cfg.exp) == (3, 64, "softmax", "x")
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -48,37 +48,38 @@ def test_overrides_win_and_config_is_frozen():
 ])
 def test_bad_keys_and_values_are_named(override, message):
     with pytest.raises(config.ConfigError, match=message):
-        config.load("configs/two_head.yaml", [override])
+        config.load_config("configs/two_head.yaml", [override])
 
 
 def test_unknown_key_in_file_names_file_and_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  epochz: 3\n")
     with pytest.raises(config.ConfigError, match=r"bad.yaml.*epochz"):
-        config.load(bad)
+        config.load_config(bad)
 
 
 def test_heads_in_a_file_replace_the_defaults(tmp_path):
     path = tmp_path / "n.yaml"
     path.write_text("model:\n  heads: {screen: [2], doc: [0], other: [1]}\n"
                     "train:\n  loss_weights: {screen: 2}\n  monitor_head: screen\n")
-    cfg = config.load(path)
+    cfg = config.load_config(path)
     assert cfg.model.heads == {"screen": [2], "doc": [0], "other": [1]}
     assert cfg.train.loss_weights == {"screen": 2.0}
 
 
 def test_pos_weight_is_for_sigmoid_heads_only():
-    assert config.load(None, ["train.pos_weight={main: 3}"]).train.pos_weight == {"main": 3.0}
+    cfg = config.load_config(None, ["train.pos_weight={main: 3}"])
+    assert cfg.train.pos_weight == {"main": 3.0}
     with pytest.raises(config.ConfigError, match="train.pos_weight must be empty"):
-        config.load(None, ["train.pos_weight={main: 3}", "model.kind=softmax"])
+        config.load_config(None, ["train.pos_weight={main: 3}", "model.kind=softmax"])
 
 
 def test_recipe_defaults_follow_the_pytorch_reference():
-    cfg = config.load("configs/two_head.yaml")
+    cfg = config.load_config("configs/two_head.yaml")
     assert cfg.model.init == "torch"
     assert (cfg.train.weight_decay_mode, cfg.train.adam_epsilon) == ("l2", 1e-8)
     assert cfg.data.rotation_interpolation == "nearest"
-    keras_like = config.load("configs/two_head.yaml", [
+    keras_like = config.load_config("configs/two_head.yaml", [
         "model.init=keras", "train.weight_decay_mode=decoupled", "train.adam_epsilon=1e-7",
         "data.rotation_interpolation=bilinear"])
     assert (keras_like.model.init, keras_like.train.weight_decay_mode) == ("keras", "decoupled")
@@ -93,22 +94,22 @@ def test_recipe_defaults_follow_the_pytorch_reference():
 ])
 def test_recipe_keys_are_validated(override, message):
     with pytest.raises(config.ConfigError, match=message):
-        config.load("configs/two_head.yaml", [override])
+        config.load_config("configs/two_head.yaml", [override])
 
 
 def test_an_override_of_one_mapping_entry_keeps_the_others():
-    cfg = config.load("configs/two_head.yaml", ["train.loss_weights.aux=0.5"])
+    cfg = config.load_config("configs/two_head.yaml", ["train.loss_weights.aux=0.5"])
     assert cfg.train.loss_weights == {"main": 2.0, "aux": 0.5}
-    cfg = config.load("configs/two_head.yaml", ["train.loss_weights={aux: 3}"])
+    cfg = config.load_config("configs/two_head.yaml", ["train.loss_weights={aux: 3}"])
     assert cfg.train.loss_weights == {"aux": 3.0}  # the whole mapping, as written
 
 
 def test_with_values_sets_dotted_keys_and_validates():
-    cfg = config.load("configs/two_head.yaml")
+    cfg = config.load_config("configs/two_head.yaml")
     trial = config.with_values(cfg, {"model.head_widths.aux": 64, "model.width": 1})
     assert trial.model.head_widths == {"aux": 64} and trial.model.width == 1.0
     assert trial.model.head_width == 1024 and cfg.model.head_widths == {}
     with pytest.raises(config.ConfigError, match="model.head_widths.other"):
         config.with_values(cfg, {"model.head_widths.other": 8})
     with pytest.raises(config.ConfigError, match="empty for model.kind=softmax"):
-        config.load("configs/three_class.yaml", ["model.head_widths={main: 8}"])
+        config.load_config("configs/three_class.yaml", ["model.head_widths={main: 8}"])

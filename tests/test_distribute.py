@@ -16,8 +16,11 @@ import tf_twohead
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from tf_twohead import config, distribute, saving, training
-cfg = config.load("configs/two_head.yaml", sys.argv[1:])
+from tf_twohead import config
+from tf_twohead.training import distribute
+from tf_twohead.inference import saving
+from tf_twohead.training import run as training
+cfg = config.load_config("configs/two_head.yaml", sys.argv[1:])
 state = training.train(cfg, verbose=0)
 model = saving.load_model(cfg.run_dir / "best.keras")
 out = model.predict(tf.zeros((3, 32, 32, 3), tf.uint8), verbose=0)
@@ -28,7 +31,7 @@ print("RESULT", json.dumps({"replicas": distribute.replicas(cfg), "epoch": state
 
 def test_multi_worker_is_refused_with_the_reason():
     with pytest.raises(config.ConfigError, match=r"keras-team/keras#20585.*tune --chief"):
-        config.load("configs/two_head.yaml", ["train.strategy=multi_worker"])
+        config.load_config("configs/two_head.yaml", ["train.strategy=multi_worker"])
 
 
 @pytest.mark.slow

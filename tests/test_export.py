@@ -11,10 +11,15 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 from conftest import tiny_config, write_dataset
 
-from tf_twohead import export, metadata, models, training
+import tf_twohead as tt
+from tf_twohead import models
 from tf_twohead.cli import main
-from tf_twohead.inference import Predictor
-from tf_twohead.parity import compare_predictions
+from tf_twohead.export import serving
+from tf_twohead.export import tflite as export
+from tf_twohead.export.parity import compare_predictions
+from tf_twohead.inference import metadata
+from tf_twohead.inference.predictor import Predictor
+from tf_twohead.training import run as training
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +44,7 @@ def trained(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("quantize", export.QUANTIZATIONS)
+@pytest.mark.parametrize("quantize", serving.QUANTIZATIONS)
 def test_parity_within_bounds_for_each_mode(trained, quantize):
     result = export.to_tflite(trained["two_head"], quantize, calibration=24, progress=False)
     path = trained["two_head"] / "exports" / ("best.tflite" if quantize == "none"
@@ -63,6 +68,7 @@ def test_parity_within_bounds_for_each_mode(trained, quantize):
         assert ops[:2] == ["QUANTIZE", "DEPTHWISE_CONV_2D"] and "MUL" not in ops, ops
 
 
+@pytest.mark.slow
 def test_softmax_baseline_converts_with_parity(trained):
     result = export.to_tflite(trained["softmax"], "none", progress=False)
     assert result["parity"]["passed"]
@@ -70,13 +76,14 @@ def test_softmax_baseline_converts_with_parity(trained):
     assert result["metadata"]["heads"]["main"]["threshold"] is None  # argmax decision
 
 
+@pytest.mark.slow
 def test_planted_mismatch_is_caught(trained, tmp_path, monkeypatch):
     other = models.build("two_head", 64, head_width=16)  # same shape, other weights
     other_dir = tmp_path / "sm"
-    wrong = export.convert_saved_model(export.write_serving_model(other, other_dir))
+    wrong = serving.convert_saved_model(serving.write_serving_model(other, other_dir))
     monkeypatch.setattr(export, "convert_saved_model", lambda *a, **k: wrong)
     out = tmp_path / "model.tflite"
-    with pytest.raises(export.ParityError, match="FAILED") as err:
+    with pytest.raises(tt.ParityError, match="FAILED") as err:
         export.to_tflite(trained["two_head"], "none", out=out, progress=False)
     assert not out.exists()  # never under the name of a good model
     failed = tmp_path / "model.parity-failed.tflite"
@@ -84,6 +91,7 @@ def test_planted_mismatch_is_caught(trained, tmp_path, monkeypatch):
     assert not json.loads((tmp_path / "model.parity-failed.parity.json").read_text())["passed"]
 
 
+@pytest.mark.slow
 def test_parity_check_compares_decisions_and_f1(trained, tmp_path):
     reference = Predictor(trained["two_head"] / "best.keras")
     images = np.random.default_rng(0).integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
@@ -106,6 +114,7 @@ def test_parity_check_compares_decisions_and_f1(trained, tmp_path):
     assert flipped["heads"]["main"]["p_flips"] < 1e-3
 
 
+@pytest.mark.slow
 def test_parity_of_softmax_models_bounds_class_accuracy(trained):
     reference = Predictor(trained["softmax"] / "best.keras")
     images = np.random.default_rng(0).integers(0, 256, (10, 64, 64, 3), dtype=np.uint8)
@@ -137,6 +146,7 @@ def test_parity_of_softmax_models_bounds_class_accuracy(trained):
     assert off["classes"]["accuracy_change"] == pytest.approx(-0.1)
 
 
+@pytest.mark.slow
 def test_metadata_round_trip_without_tensorflow(trained):
     result = export.to_tflite(trained["two_head"], "float16", progress=False)
     path = trained["two_head"] / "exports" / "best.float16.tflite"
@@ -154,6 +164,7 @@ def test_metadata_round_trip_without_tensorflow(trained):
     Interpreter(model_path=str(path)).get_signature_runner()  # still a valid model
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:TensorFlow is already running")  # in-process CLI calls
 def test_tflite_predicts_and_evaluates_like_keras(trained, capsys):
     run = trained["two_head"]

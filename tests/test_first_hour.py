@@ -11,11 +11,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import write_dataset
 from pth_writer import contiguous, write_pth
 
-from tf_twohead import cli, models, weights
-from tf_twohead.version import __version__
+from tf_twohead import cli, models
+from tf_twohead.core.version import __version__
+from tf_twohead.pretrained import torchvision as weights
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["data.img_size=32", "model.head_width=16", "train.epochs=2", "train.batch_size=16"]
@@ -57,6 +59,7 @@ def test_presets_resolve_by_name_and_can_be_shown_and_copied(tmp_path, capsys):
     assert cli.main(["config", "copy", "two_head", str(tmp_path / "mine.yaml")]) == 2
 
 
+@pytest.mark.slow
 def test_a_run_explains_itself_and_keeps_best_keras_small(tmp_path, capsys):
     data = write_dataset(tmp_path / "ds", per_class=(8, 8, 8))
     runs = tmp_path / "runs"
@@ -109,8 +112,9 @@ def test_a_run_explains_itself_and_keeps_best_keras_small(tmp_path, capsys):
     assert first[0] in ("yes", "no") and len(first[1].split(".")[1]) == 3
 
 
+@pytest.mark.slow
 def test_tflite_predictions_run_without_tensorflow(tmp_path):
-    from tf_twohead import export
+    from tf_twohead.export import tflite as export
 
     data = write_dataset(tmp_path / "ds", per_class=(4, 4, 4), size=32)
     run = tmp_path / "run"
@@ -155,6 +159,7 @@ def test_weights_import_reads_the_width_from_the_file(tmp_path, capsys):
     np.testing.assert_allclose(loaded(x), source(x), atol=1e-4)  # same weights, same logits
 
 
+@pytest.mark.slow
 def test_data_refuses_a_non_empty_folder_and_clean_lists_then_removes(tmp_path, capsys):
     from test_sources import fake_fashion_mnist
 

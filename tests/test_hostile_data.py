@@ -13,13 +13,13 @@ from conftest import tiny_config, write_dataset, write_image
 from PIL import Image
 
 from tf_twohead import cli
+from tf_twohead.core.errors import DataError
+from tf_twohead.core.fileio import reserve_space
 from tf_twohead.data.cache import load_split
 from tf_twohead.data.checks import duplicates
 from tf_twohead.data.images import ImageRefused, load_rgb
-from tf_twohead.data.pipeline import load_splits
+from tf_twohead.data.pipeline import checked_splits
 from tf_twohead.data.splits import read_split
-from tf_twohead.errors import DataError
-from tf_twohead.fileio import reserve_space
 
 
 def add_rows(root, split, *rows):
@@ -109,9 +109,9 @@ def test_a_head_without_positives_stops_training_unless_allowed(tmp_path):
     cfg = tiny_config(tmp_path, root)
     with pytest.raises(DataError, match=r"(?s)val split: head 'main' \(positive class ids \[2\]\) "
                                         r"has no positive example.*allow_single_class"):
-        load_splits(cfg, ("train", "val"), progress=False)
+        checked_splits(cfg, ("train", "val"), progress=False)
     allowed = tiny_config(tmp_path, root, "data.allow_single_class=true")
-    assert len(load_splits(allowed, ("train", "val"), progress=False)["val"]) == 6
+    assert len(checked_splits(allowed, ("train", "val"), progress=False)["val"]) == 6
 
 
 def test_exact_duplicates_within_and_across_splits_are_reported(tmp_path, capsys):
@@ -119,7 +119,7 @@ def test_exact_duplicates_within_and_across_splits_are_reported(tmp_path, capsys
     (root / "screens" / "copy.jpg").write_bytes((root / "screens" / "test 0.jpg").read_bytes())
     (root / "screens" / "copy2.jpg").write_bytes((root / "screens" / "train 1.jpg").read_bytes())
     add_rows(root, "train", "screens/copy.jpg,2", "screens/copy2.jpg,2")
-    splits = load_splits(tiny_config(tmp_path, root), ("train", "val", "test"), progress=False)
+    splits = checked_splits(tiny_config(tmp_path, root), ("train", "val", "test"), progress=False)
     groups = duplicates(splits)
     assert len(groups["across test/train"]) == 1 and len(groups["within train"]) == 1
     err = capsys.readouterr().err

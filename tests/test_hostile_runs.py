@@ -19,9 +19,13 @@ import pandas as pd
 import pytest
 from conftest import Interrupt, tiny_config
 
-from tf_twohead import cli, config, console, export, models, runs, training
-from tf_twohead.errors import ConfigError, RunExistsError
-from tf_twohead.fileio import atomic_path
+from tf_twohead import cli, config, models
+from tf_twohead.cli import console
+from tf_twohead.core import run_folder
+from tf_twohead.core.errors import ConfigError, RunExistsError
+from tf_twohead.core.fileio import atomic_path
+from tf_twohead.export import tflite as export
+from tf_twohead.training import run as training
 from tf_twohead.tuning.search import _distributed_env, tune
 
 
@@ -62,20 +66,20 @@ def test_tune_overwrite_never_deletes_a_folder_it_did_not_make(tmp_path):
 
 
 def test_overwrite_clears_its_own_folder_and_says_so(tmp_path, capsys):
-    folder = runs.claim_run_dir(tmp_path / "search")
+    folder = run_folder.claim_run_dir(tmp_path / "search")
     (folder / "trial_00").mkdir()
     (folder / "trial_00" / "best.keras").write_bytes(b"x" * 1000)
-    with runs.lock_run_dir(folder, "search"):
-        runs.clear_run_dir(folder)
-    assert {p.name for p in folder.iterdir()} <= {runs.MARKER, runs.LOCK}
+    with run_folder.lock_run_dir(folder, "search"):
+        run_folder.clear_run_dir(folder)
+    assert {p.name for p in folder.iterdir()} <= {run_folder.MARKER, run_folder.LOCK}
     assert "removing 1 files (0.0 MB) from" in capsys.readouterr().out
 
 
 def test_a_second_writer_fails_at_once_naming_the_first(dataset, tmp_path):
     cfg = tiny_config(tmp_path, dataset)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from tf_twohead import runs\n"
-         f"with runs.lock_run_dir({str(cfg.run_dir)!r}, 'run'):\n"
+        [sys.executable, "-c", "import sys, time; from tf_twohead.core import run_folder\n"
+         f"with run_folder.lock_run_dir({str(cfg.run_dir)!r}, 'run'):\n"
          "    print('locked', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -124,6 +128,7 @@ def test_the_interrupt_message_fits_the_command(command, advice, capsys):
     assert advice in err and (command == "train") == ("--resume" in err)
 
 
+@pytest.mark.slow
 def test_an_interrupted_convert_leaves_no_tflite(dataset, tmp_path, monkeypatch):
     cfg = tiny_config(tmp_path, dataset)
     cfg.run_dir.mkdir(parents=True)
@@ -144,6 +149,7 @@ def test_an_interrupted_convert_leaves_no_tflite(dataset, tmp_path, monkeypatch)
     assert not [p.name for p in scratch.iterdir() if p.name.startswith("tf_twohead_convert_")]
 
 
+@pytest.mark.slow
 def test_history_holds_one_row_per_finished_epoch_after_a_resume(dataset, tmp_path):
     cfg = tiny_config(tmp_path, dataset, "train.epochs=3")
     with pytest.raises(KeyboardInterrupt):
@@ -157,6 +163,7 @@ def test_history_holds_one_row_per_finished_epoch_after_a_resume(dataset, tmp_pa
     assert pd.read_csv(history)["epoch"].tolist() == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_an_epoch_is_one_line(dataset, tmp_path, monkeypatch, capsys):
     def full(self, path, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))

@@ -11,8 +11,8 @@ import pytest
 from pth_writer import Storage, Tensor, contiguous, write_pth
 
 from tf_twohead import cli
-from tf_twohead.errors import WeightsError
-from tf_twohead.torchfile import read_state_dict
+from tf_twohead.core.errors import WeightsError
+from tf_twohead.pretrained.torchfile import read_state_dict
 
 
 def four_floats():

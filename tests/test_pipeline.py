@@ -3,7 +3,7 @@ import pytest
 from conftest import tiny_config, write_dataset
 
 from tf_twohead.data.cache import load_split
-from tf_twohead.data.pipeline import datasets_for, load_splits, make_dataset
+from tf_twohead.data.pipeline import checked_splits, datasets_for, make_dataset
 from tf_twohead.data.splits import DataError, encode_targets
 
 
@@ -49,13 +49,13 @@ def test_one_report_names_bad_rows_and_bad_images_together(dataset, tmp_path):
 def test_one_report_covers_every_split(dataset, tmp_path):
     from conftest import tiny_config
 
-    from tf_twohead.data.pipeline import load_splits
+    from tf_twohead.data.pipeline import checked_splits
 
     _corrupt(dataset)
     (dataset / "documents" / "test 2.jpg").write_bytes(b"not an image")
     cfg = tiny_config(tmp_path, dataset)
     with pytest.raises(DataError) as err:
-        load_splits(cfg, ("train", "val", "test"), progress=False)
+        checked_splits(cfg, ("train", "val", "test"), progress=False)
     text = str(err.value)
     assert "val split" in text and "test split" in text and "train split" not in text
     assert "test.csv:3: 'documents/test 2.jpg' undecodable image" in text
@@ -100,7 +100,7 @@ def test_training_order_is_seeded_and_eval_order_is_fixed(dataset, tmp_path):
 
 def test_pos_weight_yields_sample_weights(dataset, tmp_path):
     cfg = tiny_config(tmp_path, dataset, "train.pos_weight={main: 4.0}")
-    split = load_splits(cfg, ("val",), progress=False)["val"]
+    split = checked_splits(cfg, ("val",), progress=False)["val"]
     x, y, w = next(iter(datasets_for(cfg, split).unbatch().batch(100)))
     main = y["main"].numpy().ravel()
     np.testing.assert_array_equal(w["main"].numpy(), np.where(main == 1, 4.0, 1.0))

@@ -10,7 +10,7 @@ from torch_helpers import run_torch
 
 from tf_twohead import models
 from tf_twohead.models.batchnorm import FusedBatchNormalization
-from tf_twohead.optimizers import TorchAdam
+from tf_twohead.recipe.optimizers import TorchAdam
 
 
 def _kernels(model):

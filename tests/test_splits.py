@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from conftest import write_image
 
-from tf_twohead.data.splits import DataError, encode_targets, read_split, resolve
+from tf_twohead.data.splits import DataError, apply_bad_image_policy, encode_targets, read_split
 
 
 def _images(root, *paths):
@@ -34,7 +34,7 @@ def test_bad_rows_are_reported_with_file_line_and_path(tmp_path):
     assert found == {(2, "missing file"), (3, "unknown class id"), (4, "malformed row"),
                      (5, "malformed row"), (6, "malformed row")}
     with pytest.raises(DataError) as err:
-        resolve("error", problems, "train split")
+        apply_bad_image_policy("error", problems, "train split")
     text = str(err.value)
     assert "train.csv:2: 'missing.jpg' missing file" in text
     assert "train.csv:3: 'ok.jpg' unknown class id: 7 is not in 0..2" in text
@@ -45,7 +45,7 @@ def test_skip_policy_summarises_instead_of_raising(tmp_path):
     _images(tmp_path, "ok.jpg")
     (tmp_path / "val.csv").write_text("ok.jpg,0\nmissing.jpg,1\nnope.jpg,2\nok.jpg,9\n")
     _, problems = read_split(tmp_path / "val.csv", 3)
-    summary = resolve("skip", problems, "val split")
+    summary = apply_bad_image_policy("skip", problems, "val split")
     assert summary == "val split: skipped 3 bad rows (2 missing file, 1 unknown class id)."
 
 

@@ -51,7 +51,7 @@ def test_tfds_export_writes_our_layout_and_coarse_groups(tmp_path, capsys):
     assert path.startswith(f"{names[class_id]}/")
     assert Image.open(out / path).size == (32, 32)
     # The layer's classes and coarse groups load over the combined recipe.
-    cfg = config.load(["configs/combined.yaml", out / "tf_twohead.yaml"],
+    cfg = config.load_config(["configs/combined.yaml", out / "tf_twohead.yaml"],
                       ["model.heads={main: [1], aux: [2]}"])
     assert cfg.data.root == str(out) and len(cfg.data.class_names) == 37
     assert list(cfg.data.coarse) == ["Cat", "Dog"]
@@ -64,7 +64,7 @@ def test_tfds_layer_loads_over_an_experiment_config(tmp_path):
 
         result = write_tfds("oxford_iiit_pet", tmp_path / "pets", progress=False)
     assert result["coarse"] == {}
-    cfg = config.load(["configs/combined_baseline.yaml", result["config"]],
+    cfg = config.load_config(["configs/combined_baseline.yaml", result["config"]],
                       ["data.coarse={}", "model.heads={main: [1], aux: [2]}"])
     assert cfg.data.root == str(tmp_path / "pets") and len(cfg.data.class_names) == 37
 

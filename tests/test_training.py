@@ -6,11 +6,18 @@ import pandas as pd
 import pytest
 from conftest import Interrupt, tiny_config
 
-from tf_twohead import fitting, models, pretrained, recipe, runs, training
+import tf_twohead as tt
+from tf_twohead import models
+from tf_twohead.core.fileio import atomic_path
 from tf_twohead.data.splits import DataError
-from tf_twohead.fileio import atomic_path
+from tf_twohead.pretrained import load as pretrained
+from tf_twohead.recipe import compiling as recipe
+from tf_twohead.training import loop as fitting
+from tf_twohead.training import resume as runs
+from tf_twohead.training import run as training
 
 
+@pytest.mark.slow
 def test_run_folder_contents(dataset, tmp_path):
     cfg = tiny_config(tmp_path, dataset)
     state = training.train(cfg, verbose=0)
@@ -32,7 +39,7 @@ def test_run_folder_contents(dataset, tmp_path):
 
 def test_loss_is_weighted_two_to_one(dataset, tmp_path):
     cfg = tiny_config(tmp_path, dataset)
-    model = training.compile_model(pretrained.build_model(cfg), cfg)
+    model = tt.compile_model(pretrained.build_model(cfg), cfg)
     x = np.zeros((4, 32, 32, 3), np.uint8)
     y = {"main": np.ones((4, 1), np.float32), "aux": np.zeros((4, 1), np.float32)}
     logs = model.evaluate(x, y, verbose=0, return_dict=True)
@@ -44,6 +51,7 @@ def test_step_decay_schedule(dataset, tmp_path):
     assert [round(schedule(e), 8) for e in (0, 3, 4, 7, 8)] == [1e-3, 1e-3, 1e-4, 1e-4, 1e-5]
 
 
+@pytest.mark.slow
 def test_interrupted_run_keeps_best_and_resumes(dataset, tmp_path):
     cfg = tiny_config(tmp_path, dataset, "train.epochs=3")
     run = cfg.run_dir
@@ -54,7 +62,7 @@ def test_interrupted_run_keeps_best_and_resumes(dataset, tmp_path):
     best_before = (run / "best.keras").read_bytes()
     keras.saving.load_model(run / "best.keras", compile=False)  # intact and loadable
 
-    with pytest.raises(training.RunExistsError, match="--resume"):
+    with pytest.raises(tt.RunExistsError, match="--resume"):
         training.train(cfg, verbose=0)  # a plain re-run must not clobber the best model
     assert (run / "best.keras").read_bytes() == best_before
 
@@ -65,12 +73,13 @@ def test_interrupted_run_keeps_best_and_resumes(dataset, tmp_path):
     assert final["best"] == pytest.approx(history["val_main_f1"].max())
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_different_model(dataset, tmp_path):
     cfg = tiny_config(tmp_path, dataset, "train.epochs=2")
     with pytest.raises(KeyboardInterrupt):
         training.train(cfg, verbose=0, callbacks=[Interrupt(after=1)])
     other = tiny_config(tmp_path, dataset, "train.epochs=2", "model.head_width=32")
-    with pytest.raises(training.RunExistsError, match="model.head_width differ"):
+    with pytest.raises(tt.RunExistsError, match="model.head_width differ"):
         training.train(other, resume=True, verbose=0)
 
 
@@ -85,6 +94,7 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == [target]
 
 
+@pytest.mark.slow
 def test_softmax_baseline_trains_with_per_head_metrics(dataset, tmp_path):
     cfg = tiny_config(tmp_path, dataset, "model.kind=softmax", "exp=soft", "train.epochs=1")
     state = training.train(cfg, verbose=0)
@@ -152,10 +162,10 @@ def test_resume_keeps_the_tie_break_of_the_best_epoch(tmp_path):
 def test_compile_uses_the_configured_adam(dataset, tmp_path):
     cfg = tiny_config(tmp_path, dataset, "train.weight_decay_mode=decoupled",
                       "train.adam_epsilon=1e-7")
-    model = training.compile_model(pretrained.build_model(cfg), cfg)
+    model = tt.compile_model(pretrained.build_model(cfg), cfg)
     optimizer = model.optimizer
     assert (optimizer.weight_decay_mode, optimizer.epsilon) == ("decoupled", 1e-7)
     assert optimizer.weight_decay == pytest.approx(1e-4) and optimizer.l2 == 0.0
-    default = training.compile_model(pretrained.build_model(tiny_config(tmp_path, dataset)),
+    default = tt.compile_model(pretrained.build_model(tiny_config(tmp_path, dataset)),
                                      tiny_config(tmp_path, dataset)).optimizer
     assert (default.weight_decay_mode, default.l2, default.epsilon) == ("l2", 1e-4, 1e-8)

@@ -9,14 +9,16 @@ import pytest
 from conftest import Interrupt
 
 import tf_twohead as tt
-from tf_twohead import cli, config, tuning
+from tf_twohead import cli, config
 from tf_twohead.config import ConfigError
 from tf_twohead.tuning import results as tuning_results
+from tf_twohead.tuning import space as tuning_space
+from tf_twohead.tuning import tuners as tuning_tuners
 
 
 def tune_config(tmp_path, root, *overrides):
     """A grid over two head widths, 1-2 tiny epochs per trial, at 32 px."""
-    return config.load("configs/tune_head_width.yaml", [
+    return config.load_config("configs/tune_head_width.yaml", [
         f"data.root={root}", "data.img_size=32", f"output_dir={tmp_path / 'runs'}",
         "train.batch_size=8", "tune.oracle=grid", "tune.epochs=2", "tune.latency_images=3",
         "tune.space={model.head_width: [8, 64]}", "tune.constraints={}", *overrides])
@@ -36,16 +38,16 @@ def tune_config(tmp_path, root, *overrides):
     ("{model.head_width: 8}", r"list of choices or a range"),
 ])
 def test_a_bad_space_is_an_error_naming_the_key(space, message):
-    cfg = config.load("configs/tune_head_width.yaml", [f"tune.space={space}"])
+    cfg = config.load_config("configs/tune_head_width.yaml", [f"tune.space={space}"])
     with pytest.raises(ConfigError, match=message):
-        tuning.search_space(cfg)
+        tuning_space.search_space(cfg)
 
 
 def test_space_values_take_the_key_type():
-    cfg = config.load("configs/tune_head_width.yaml", [
+    cfg = config.load_config("configs/tune_head_width.yaml", [
         "tune.space={model.width: [0.5, 1], train.learning_rate: {min: 1e-4, max: 1e-2, "
         "log: true}, model.head_width: {min: 16, max: 64, step: 16}}"])
-    width, lr, head = tuning.search_space(cfg)
+    width, lr, head = tuning_space.search_space(cfg)
     assert width.values == (0.5, 1.0) and all(isinstance(v, float) for v in width.values)
     assert (lr.integer, lr.log, head.integer, head.step) == (False, True, True, 16)
 
@@ -57,7 +59,7 @@ def test_space_values_take_the_key_type():
 ])
 def test_bad_tune_settings_are_named(override, message):
     with pytest.raises(ConfigError, match=message):
-        config.load("configs/tune_head_width.yaml", [override])
+        config.load_config("configs/tune_head_width.yaml", [override])
 
 
 def test_pareto_mask_keeps_the_non_dominated():
@@ -71,25 +73,25 @@ def test_pareto_mask_keeps_the_non_dominated():
 def test_worker_never_overwrites_and_needs_its_chief(tmp_path):
     cfg = tune_config(tmp_path, tmp_path)
     with pytest.raises(ValueError, match="never used on a worker"):
-        tuning.tune(cfg, overwrite=True, chief="127.0.0.1:1", worker="1")
+        tt.tune(cfg, overwrite=True, chief="127.0.0.1:1", worker="1")
     with pytest.raises(ValueError, match="needs --chief"):
-        tuning.tune(cfg, worker="1")
+        tt.tune(cfg, worker="1")
 
 
 @pytest.mark.slow
 def test_search_reports_resume_constraints_and_best_config(dataset, tmp_path, capsys):
     cfg = tune_config(tmp_path, dataset, "tune.constraints={params: 160000}")
     run = cfg.run_dir
-    hypermodel = tuning.TwoHeadHyperModel(cfg)
+    hypermodel = tt.TwoHeadHyperModel(cfg)
     hypermodel.prepare()
-    tuner = tuning.make_tuner(hypermodel)
+    tuner = tuning_tuners.make_tuner(hypermodel)
     tuner.save()
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C after the first epoch of the first trial
         tuner.search(callbacks=[Interrupt(after=1)], verbose=0)
     (first,) = run.glob("trial_*")  # ids are zero-padded to the digits of max_trials
     assert json.loads((first / "train_state.json").read_text())["epoch"] == 1
 
-    summary = tuning.tune(cfg)  # the same command again continues the search
+    summary = tt.tune(cfg)  # the same command again continues the search
     assert "Resuming" in capsys.readouterr().out
     assert len(pd.read_csv(first / "history.csv")) == 2  # trial 0 went on from epoch 1
     for name in ("trials.csv", "trials.md", "pareto.csv", "pareto.png", "best_config.yaml"):
@@ -110,16 +112,16 @@ def test_search_reports_resume_constraints_and_best_config(dataset, tmp_path, ca
     assert summary["best"]["model.head_width"] == 8  # the constraint decides
 
     # Other constraints pick again without training; none met means no best config.
-    summary = tuning.tune(config.load(run / "search.yaml", ["tune.constraints={params: 10}"]))
+    summary = tt.tune(config.load_config(run / "search.yaml", ["tune.constraints={params: 10}"]))
     assert summary["best"] is None and not (run / "best_config.yaml").exists()
-    summary = tuning.tune(config.load(run / "search.yaml", ["tune.constraints={}"]))
+    summary = tt.tune(config.load_config(run / "search.yaml", ["tune.constraints={}"]))
     best_f1 = max(narrow["val_main_f1"], wide["val_main_f1"])
     assert summary["best"]["val_main_f1"] == pytest.approx(best_f1)
 
     # Another space in the same folder is refused; best_config.yaml trains as it is.
     with pytest.raises(tt.RunExistsError, match="tune.space"):
-        tuning.tune(config.load(run / "search.yaml", ["tune.space={model.head_width: [4]}"]))
-    best = config.load(run / "best_config.yaml")
+        tt.tune(config.load_config(run / "search.yaml", ["tune.space={model.head_width: [4]}"]))
+    best = config.load_config(run / "best_config.yaml")
     assert best.exp == "tune_head_width_best" and best.tune == config.TuneConfig()
     assert cli.main(["train", "--config", str(run / "best_config.yaml"), "train.epochs=1"]) == 0
     assert (tmp_path / "runs" / "tune_head_width_best" / "best.keras").is_file()
@@ -143,7 +145,7 @@ def test_the_hypermodel_works_with_a_users_own_tuner(dataset, tmp_path):
     import keras_tuner as kt
 
     cfg = tune_config(tmp_path, dataset, "tune.epochs=1")
-    tuner = kt.RandomSearch(tuning.TwoHeadHyperModel(cfg), max_trials=1,
+    tuner = kt.RandomSearch(tt.TwoHeadHyperModel(cfg), max_trials=1,
                             objective=kt.Objective("val_main_f1", "max"),
                             directory=str(tmp_path / "mine"), project_name="p")
     tuner.search(verbose=0)
@@ -172,8 +174,8 @@ def test_reports_say_so_when_every_trial_ties(tmp_path, capsys):
             "hyperparameters": {"values": {"model.head_width": width}}}))
         config.dump(config.with_values(cfg, {"model.head_width": width}),
                     folder / "config.yaml")
-    space = tuning.search_space(cfg)
-    summary = tuning.write_reports(cfg, space)
+    space = tuning_space.search_space(cfg)
+    summary = tuning_results.write_reports(cfg, space)
     said = capsys.readouterr().out
     assert "All 2 completed trials tie at val_main_f1=0.0000" in said
     assert summary["best"]["trial"] == "0"  # the smaller file among equals

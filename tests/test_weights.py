@@ -11,8 +11,15 @@ import pytest
 from torch_helpers import run_torch
 
 import tf_twohead as tt
-from tf_twohead import cli, config, pretrained, weights
-from tf_twohead.torchfile import LEGACY_MAGIC, LEGACY_PROTOCOL, TorchFileError, read_state_dict
+from tf_twohead import cli, config
+from tf_twohead.pretrained import load as pretrained
+from tf_twohead.pretrained import torchvision as weights
+from tf_twohead.pretrained.torchfile import (
+    LEGACY_MAGIC,
+    LEGACY_PROTOCOL,
+    TorchFileError,
+    read_state_dict,
+)
 
 SIZE = 64
 
@@ -91,7 +98,7 @@ def test_strict_matching_lists_every_problem_and_assigns_nothing():
     state["stage9.0.weight"] = np.zeros(3)
     state["fc.bias"] = np.zeros(7)
     before = model.get_layer("stage2_0_branch1_0").kernel.numpy()
-    with pytest.raises(weights.WeightsError) as err:
+    with pytest.raises(tt.WeightsError) as err:
         weights.assign_state_dict(model, state, where="my.pth")
     message = str(err.value)
     assert "my.pth does not match" in message
@@ -114,7 +121,7 @@ def test_hash_in_the_name_is_checked(torch_files, tmp_path):
     assert weights.check_hash(good) == digest[:10]
     bad = tmp_path / "shufflenetv2_x0.5-0123456789.pth"
     shutil.copy(torch_files / "0_5.pth", bad)
-    with pytest.raises(weights.WeightsError, match="does not start with 0123456789"):
+    with pytest.raises(tt.WeightsError, match="does not start with 0123456789"):
         weights.import_torchvision(bad, 0.5)
     assert weights.check_hash(torch_files / "0_5.pth") is None  # no hash in the name
 
@@ -137,9 +144,9 @@ def test_offline_imagenet_fails_at_once_saying_how_to_pass_a_file(monkeypatch, t
     monkeypatch.setitem(pretrained.TORCHVISION_URLS, 0.5,
                         "http://127.0.0.1:9/models/shufflenetv2_x0.5-f707e7126e.pth")
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    cfg = config.load(None, ["model.pretrained=imagenet", f"output_dir={tmp_path}",
+    cfg = config.load_config(None, ["model.pretrained=imagenet", f"output_dir={tmp_path}",
                              f"data.root={tmp_path / 'no such data'}"])
-    with pytest.raises(weights.WeightsError) as err:
+    with pytest.raises(tt.WeightsError) as err:
         tt.train(cfg)  # before any data is read (the data folder does not exist)
     assert "could not download" in str(err.value)
     assert "model.pretrained=/path/to/shufflenetv2_x0.5-f707e7126e.pth" in str(err.value)
@@ -154,9 +161,9 @@ def test_pretrained_file_loads_the_backbone_and_leaves_heads_fresh(torch_files, 
     reference.load_weights(src)
     overrides = [f"model.pretrained={src}", "data.img_size=64"]
     keras.utils.set_random_seed(0)
-    two_head = tt.build_model(config.load(None, overrides))
+    two_head = tt.build_model(config.load_config(None, overrides))
     keras.utils.set_random_seed(0)
-    fresh = tt.build_model(config.load(None, overrides[1:]))
+    fresh = tt.build_model(config.load_config(None, overrides[1:]))
     for name in ("conv1_0", "stage2_0_branch1_0", "stage4_3_branch2_7"):
         for a, b in zip(two_head.get_layer(name).weights, reference.get_layer(name).weights):
             np.testing.assert_array_equal(a.numpy(), b.numpy())
@@ -165,21 +172,21 @@ def test_pretrained_file_loads_the_backbone_and_leaves_heads_fresh(torch_files, 
                                       fresh.get_layer(name).weights[0].numpy())
     assert not np.array_equal(two_head.get_layer("conv1_0").kernel.numpy(),
                               fresh.get_layer("conv1_0").kernel.numpy())
-    softmax = tt.build_model(config.load(None, [*overrides, "model.kind=softmax"]))
+    softmax = tt.build_model(config.load_config(None, [*overrides, "model.kind=softmax"]))
     np.testing.assert_array_equal(softmax.get_layer("conv5_0").kernel.numpy(),
                                   reference.get_layer("conv5_0").kernel.numpy())
     # The .pth itself works as model.pretrained too (converted once, then cached).
-    from_pth = tt.build_model(config.load(None, [f"model.pretrained={torch_files / '0_5.pth'}",
-                                                 "data.img_size=64"]))
+    from_pth = tt.build_model(config.load_config(
+        None, [f"model.pretrained={torch_files / '0_5.pth'}", "data.img_size=64"]))
     np.testing.assert_array_equal(from_pth.get_layer("conv1_0").kernel.numpy(),
                                   reference.get_layer("conv1_0").kernel.numpy())
     assert len(list((tmp_path / "keras" / "tf_twohead").glob("*.weights.h5"))) == 1
 
 
 def test_a_missing_pretrained_file_stops_training_before_the_data(tmp_path):
-    cfg = config.load(None, ["model.pretrained=/no/such/file.pth", f"output_dir={tmp_path}",
+    cfg = config.load_config(None, ["model.pretrained=/no/such/file.pth", f"output_dir={tmp_path}",
                              f"data.root={tmp_path / 'no such data'}"])
-    with pytest.raises(weights.WeightsError, match="no such file /no/such/file.pth"):
+    with pytest.raises(tt.WeightsError, match="no such file /no/such/file.pth"):
         tt.train(cfg)
 
 
@@ -199,6 +206,7 @@ def _same(a, b):
     return all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
+@pytest.mark.slow
 def test_freeze_epochs_train_heads_first_then_everything(dataset, tmp_path):
     from conftest import Interrupt, tiny_config
 
@@ -224,4 +232,4 @@ def test_freeze_epochs_train_heads_first_then_everything(dataset, tmp_path):
 
 def test_freeze_epochs_need_a_pretrained_backbone():
     with pytest.raises(config.ConfigError, match="train.freeze_epochs"):
-        config.load(None, ["train.freeze_epochs=1"])
+        config.load_config(None, ["train.freeze_epochs=1"])

@@ -1,9 +1,6 @@
 """The data audit: duplicates and leakage, label conflicts, likely label errors, balance.
 
-`audit(root, ...)` (in `run.py`) returns an `AuditResult` of pandas DataFrames and writes
-its report files; `tf-twohead data audit ROOT` is its command line.
+`audit(root, ...)` (in `run.py`, also `tt.audit`) returns an `AuditResult` of pandas
+DataFrames and writes its report files; `tf-twohead data audit ROOT` is its command line.
+`options` checks the arguments without loading TensorFlow.
 """
-
-from tf_twohead.auditing.run import AuditResult, audit
-
-__all__ = ["AuditResult", "audit"]

@@ -16,8 +16,8 @@ import time
 import numpy as np
 import pandas as pd
 
+from tf_twohead.core.defaults import SOFTMAX_OUTPUT
 from tf_twohead.data.cache import SplitData
-from tf_twohead.defaults import SOFTMAX_OUTPUT
 
 
 def stratified_folds(class_ids: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
@@ -36,8 +36,9 @@ def out_of_fold_probs(cfg, pooled: SplitData, folds: int, say=print) -> np.ndarr
     image size and epochs."""
     import keras
 
-    from tf_twohead import pretrained, recipe
     from tf_twohead.data.pipeline import datasets_for
+    from tf_twohead.pretrained import load as pretrained
+    from tf_twohead.recipe import compiling as recipe
 
     if folds < 2:
         raise ValueError(f"--folds needs at least 2 folds. Received: {folds}")

@@ -22,17 +22,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from tf_twohead.auditing import cleaned, findings, labels, sheets, verify
+from tf_twohead.auditing import clean_copy, findings, labels, sheets, verify
 from tf_twohead.auditing.near import DEFAULT_THRESHOLD, PER_IMAGE
-from tf_twohead.auditing.summary import summary_markdown
+from tf_twohead.auditing.options import SPLITS, check_options
+from tf_twohead.auditing.summary import findings_lines, summary_markdown
 from tf_twohead.auditing.verify import DEFAULT_SIMILARITY
 from tf_twohead.config import load_config
+from tf_twohead.core.api import public
+from tf_twohead.core.errors import DataError
+from tf_twohead.core.fileio import atomic_write_text
 from tf_twohead.data.cache import describe, keep_usable, scan_split
 from tf_twohead.data.splits import raise_bad_rows
-from tf_twohead.errors import ConfigError, DataError
-from tf_twohead.fileio import atomic_write_text
 
-SPLITS = ("train", "val", "test")
 MARKER = ".tf_twohead_audit"  # an audit folder: its report files may be replaced
 OUTPUTS = ("duplicates.csv", "label_issues.csv", "balance.csv", "summary.md", "leakage.png",
            "label_issues.png")
@@ -49,8 +50,10 @@ class AuditResult:
     summary: str
     out: Path
     clean: dict | None = None
+    headline: list[str] = dataclasses.field(default_factory=list)  # the findings, worst first
 
 
+@public
 def audit(root, config=None, out=None, *, threshold: int = DEFAULT_THRESHOLD,
           min_similarity: float = DEFAULT_SIMILARITY, per_image: int = PER_IMAGE,
           folds: int = 0, epochs: int = 3,
@@ -80,27 +83,21 @@ def audit(root, config=None, out=None, *, threshold: int = DEFAULT_THRESHOLD,
         progress: bool. Print what it does.
     """
     say = print if progress else (lambda *a, **k: None)
-    if not 0 <= threshold < 32:
-        raise ConfigError(f"threshold {threshold}: a pHash distance in 0..31 bits.")
-    if per_image < 1:
-        raise ConfigError(f"per_image {per_image}: check at least 1 pair per image.")
-    if not -1.0 <= min_similarity <= 1.0:
-        raise ConfigError(f"min_similarity {min_similarity}: a correlation in [-1, 1] (-1: "
-                          "every pHash candidate, unchecked).")
+    check_options(root, threshold=threshold, min_similarity=min_similarity,
+                  per_image=per_image, folds=folds, model=model, write_clean=write_clean,
+                  drop_label_issues=drop_label_issues, out=out)
     start = time.perf_counter()
     root = Path(root)
     predictor = None
     if model is not None:
-        from tf_twohead.inference import Predictor
-        from tf_twohead.outputs import resolve_model
+        from tf_twohead.core.run_folder import resolve_model
+        from tf_twohead.inference.predictor import Predictor
 
         predictor = Predictor(resolve_model(model))
         img_size = predictor.img_size
     cfg = load_config(config or "two_head", [
         f"data.root={root}", f"data.img_size={img_size}", *(overrides or [])])
     out = Path(out) if out else root / "audit"
-    if out.resolve() == root.resolve():
-        raise DataError(f"--out {out} is the dataset folder; the audit writes beside it.")
     splits = _load(cfg, root, progress)
     decoded = time.perf_counter()
     names = list(cfg.data.class_names)
@@ -133,17 +130,18 @@ def audit(root, config=None, out=None, *, threshold: int = DEFAULT_THRESHOLD,
         shapes=findings.image_shapes(root, splits), summary="", out=out)
     images = {(name, row.line): split.images[i] for name, split in splits.items()
               for i, row in enumerate(split.rows)}
-    result.summary = summary_markdown(
-        result, table, findings.single_class_heads(table, heads),
-        {"threshold": threshold, "min_similarity": min_similarity, **pair_counts,
-         "decode seconds": decoded - start, "hash seconds": hashed - decoded,
-         "folds": folds, "epochs": epochs, "img_size": img_size,
-         "model": str(predictor.path) if predictor else None},
-        time.perf_counter() - start)
+    settings = {"threshold": threshold, "min_similarity": min_similarity, **pair_counts,
+                "decode seconds": decoded - start, "hash seconds": hashed - decoded,
+                "folds": folds, "epochs": epochs, "img_size": img_size,
+                "model": str(predictor.path) if predictor else None}
+    single_class = findings.single_class_heads(table, heads)
+    result.headline = findings_lines(result, single_class, settings)
+    result.summary = summary_markdown(result, table, single_class, settings,
+                                      time.perf_counter() - start)
     _write(result, images)
     if write_clean:
-        drop = cleaned.rows_to_drop(found, issues, drop_label_issues)
-        result.clean = cleaned.write_clean(root, write_clean, table, drop)
+        drop = clean_copy.rows_to_drop(found, issues, drop_label_issues)
+        result.clean = clean_copy.write_clean(root, write_clean, table, drop)
         say(f"Wrote a clean copy in {write_clean}: " + ", ".join(
             f"{k} {v:,} rows" for k, v in result.clean.items())
             + f" ({len(drop)} rows left out)", flush=True)

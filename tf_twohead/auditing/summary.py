@@ -4,16 +4,34 @@ from __future__ import annotations
 
 import pandas as pd
 
-from tf_twohead.reports import markdown_table
+from tf_twohead.core.tables import markdown_table
 
 EXAMPLES = 10
+
+
+def findings_lines(result, single_class: list[str], settings: dict) -> list[str]:
+    """The findings, worst first, one Markdown bullet each: what `summary.md` opens with
+    and what the command line prints."""
+    dup = result.duplicates
+    leaked = dup[dup["leakage"]] if len(dup) else dup
+    conflicts = dup[dup["label_conflict"]] if len(dup) else dup
+    return [f"- **Leakage**: {leaked['group'].nunique() if len(leaked) else 0} groups of "
+            "copies span splits; "
+            f"{int(dup['leaked'].sum()) if len(dup) else 0} rows are direct copies of a val "
+            "or test image (the `leaked` rows: every figure on val/test is inflated by them).",
+            f"- **Label conflicts**: {conflicts['group'].nunique() if len(conflicts) else 0} "
+            "duplicate groups whose members carry different class ids.",
+            f"- **Duplicates**: {dup['group'].nunique() if len(dup) else 0} groups in all "
+            f"({_kinds(dup)}). " + _pairs_line(settings),
+            "- **Likely label errors**: " + _issues_line(result.label_issues, settings),
+            "- **Heads without both answers**: "
+            + ("; ".join(single_class) if single_class else "none") + "."]
 
 
 def summary_markdown(result, table: pd.DataFrame, single_class: list[str], settings: dict,
                      seconds: float) -> str:
     dup = result.duplicates
     leaked = dup[dup["leakage"]] if len(dup) else dup
-    conflicts = dup[dup["label_conflict"]] if len(dup) else dup
     counts = table["split"].value_counts()
     lines = [f"# Data audit of {len(table):,} images",
              "",
@@ -28,17 +46,7 @@ def summary_markdown(result, table: pd.DataFrame, single_class: list[str], setti
              "",
              "## Findings, worst first",
              "",
-             f"- **Leakage**: {leaked['group'].nunique() if len(leaked) else 0} groups of "
-             "copies span splits; "
-             f"{int(dup['leaked'].sum()) if len(dup) else 0} rows are direct copies of a val "
-             "or test image (the `leaked` rows: every figure on val/test is inflated by them).",
-             f"- **Label conflicts**: {conflicts['group'].nunique() if len(conflicts) else 0} "
-             "duplicate groups whose members carry different class ids.",
-             f"- **Duplicates**: {dup['group'].nunique() if len(dup) else 0} groups in all "
-             f"({_kinds(dup)}). " + _pairs_line(settings),
-             "- **Likely label errors**: " + _issues_line(result.label_issues, settings),
-             "- **Heads without both answers**: "
-             + ("; ".join(single_class) if single_class else "none") + ".",
+             *findings_lines(result, single_class, settings),
              ""]
     if len(leaked):
         lines += ["## Leaked groups (first rows; all in duplicates.csv, pictures in leakage.png)",

@@ -11,8 +11,7 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        from tf_twohead import console
-        from tf_twohead.cli import commands, parser
+        from tf_twohead.cli import commands, console, parser
 
         args = parser.build().parse_args(argv)
         console.set_verbose(args.verbose)

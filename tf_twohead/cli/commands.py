@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from tf_twohead import console
+from tf_twohead.cli import console
 
 
 def data(args) -> int:
@@ -44,8 +44,8 @@ def data(args) -> int:
 def _run_config(args, splits=("train", "val", "test")):
     """The config of a train or tune command, and its split files found, before TensorFlow."""
     from tf_twohead.config import load_config
+    from tf_twohead.core.errors import DataError
     from tf_twohead.data.splits import split_csv
-    from tf_twohead.errors import DataError
 
     cfg = load_config(args.config, args.overrides)
     missing = [str(split_csv(cfg.data.root, s)) for s in splits
@@ -60,7 +60,8 @@ def _run_config(args, splits=("train", "val", "test")):
 def train(args) -> int:
     cfg = _run_config(args)
     console.load_tensorflow()
-    from tf_twohead import runtime, training
+    from tf_twohead.core import runtime
+    from tf_twohead.training import run as training
 
     runtime.set_threads(args.threads)
     training.train(cfg, resume=args.resume, overwrite=args.overwrite)
@@ -71,7 +72,7 @@ def tune(args) -> int:
     chief = args.chief and args.worker is None  # the chief trains nothing and needs no data
     cfg = _run_config(args, () if chief else ("train", "val"))
     console.load_tensorflow()
-    from tf_twohead import runtime
+    from tf_twohead.core import runtime
     from tf_twohead.tuning.search import tune as run_search
 
     runtime.set_threads(args.threads)
@@ -80,12 +81,14 @@ def tune(args) -> int:
 
 
 def evaluate(args) -> int:
-    from tf_twohead.outputs import resolve_model
+    from tf_twohead.core.run_folder import resolve_model
 
     model = resolve_model(args.model)
     if model.suffix == ".keras":
         console.load_tensorflow()
-    from tf_twohead import evaluation, reports, runtime
+    from tf_twohead.core import runtime
+    from tf_twohead.core import tables as reports
+    from tf_twohead.evaluation import evaluate as evaluation
 
     if model.suffix == ".keras":
         runtime.set_threads(args.threads)
@@ -108,8 +111,9 @@ def evaluate(args) -> int:
 
 
 def compare(args) -> int:
-    from tf_twohead import comparison, reports
-    from tf_twohead.plots.training import plot_runs
+    from tf_twohead.core import tables as reports
+    from tf_twohead.evaluation import compare as comparison
+    from tf_twohead.plots.curves import plot_runs
 
     if args.plot:
         print(f"Wrote {plot_runs(comparison.histories(args.runs), args.plot)}")
@@ -125,16 +129,17 @@ def compare(args) -> int:
 
 
 def predict(args) -> int:
-    from tf_twohead import predicting
+    from tf_twohead.core.run_folder import resolve_model
+    from tf_twohead.inference import files as predicting
 
-    model = predicting.model_file(args.model)
+    model = resolve_model(args.model)
     images = predicting.expand_images(args.images)
     if model.suffix == ".keras":
         console.load_tensorflow()
-        from tf_twohead import runtime
+        from tf_twohead.core import runtime
 
         runtime.set_threads(args.threads)
-    from tf_twohead.inference import Predictor
+    from tf_twohead.inference.predictor import Predictor
 
     predictor = Predictor(model, threads=args.threads)
     rows, failures = [], 0
@@ -154,13 +159,14 @@ def predict(args) -> int:
 
 
 def convert(args) -> int:
-    from tf_twohead.outputs import resolve_model
+    from tf_twohead.core.run_folder import resolve_model
 
     model = resolve_model(args.model)
     if model.suffix != ".keras":
         raise ValueError(f"convert reads a .keras model or a run folder. Received: {model}")
     console.load_tensorflow()
-    from tf_twohead import export, parity
+    from tf_twohead.export import parity
+    from tf_twohead.export import tflite as export
 
     result = export.to_tflite(model, args.quantize, args.calibration, args.out, args.data,
                               args.parity_images)
@@ -181,7 +187,7 @@ def weights(args) -> int:
     if not Path(args.file).is_file():
         raise FileNotFoundError(f"No such file: {args.file}")
     console.load_tensorflow()
-    from tf_twohead import weights as weights_lib
+    from tf_twohead.pretrained import torchvision as weights_lib
 
     model, width = weights_lib.import_torchvision(args.file, args.width, return_width=True)
     weights_lib.save_weights(model, out)
@@ -197,7 +203,7 @@ def weights(args) -> int:
 
 def config(args) -> int:
     from tf_twohead.config import presets
-    from tf_twohead.fileio import atomic_write_text
+    from tf_twohead.core.fileio import atomic_write_text
 
     if args.config_command == "list":
         for name in presets.preset_names():
@@ -216,12 +222,12 @@ def config(args) -> int:
 
 
 def clean(args) -> int:
-    from tf_twohead import cleaning
+    from tf_twohead.cli import clean as cleaning
 
     output = Path(args.output_dir)
     items = cleaning.run_items(args.runs)
     if args.caches or args.all_caches:
-        items += cleaning.cache_items(output, everything=args.all_caches)
+        items += cleaning.cache_items(output, args.all_caches, args.cache_dir)
     if args.trials:
         items += cleaning.trial_items(output)
     if not (args.runs or args.caches or args.all_caches or args.trials):

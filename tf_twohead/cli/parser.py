@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from tf_twohead.defaults import WIDTHS
-from tf_twohead.version import __version__
+from tf_twohead.core.defaults import WIDTHS
+from tf_twohead.core.version import __version__
 
 DESCRIPTION = """\
 Small, fast multi-head image classifiers (ShuffleNetV2 + named sigmoid heads) for
@@ -79,6 +79,9 @@ def build() -> argparse.ArgumentParser:
                    "Keras Tuner checkpoints (best.keras stays)")
     k.add_argument("--output-dir", default="saved_models", metavar="DIR",
                    help="where runs, searches and caches are")
+    k.add_argument("--cache-dir", action="append", default=[], metavar="DIR",
+                   help="also a data.cache_dir of runs elsewhere (the ones under "
+                        "--output-dir are found from their config.yaml)")
     k.add_argument("--dry-run", action="store_true", help="list only, remove nothing")
     return p
 

@@ -1,10 +1,9 @@
 """Experiment configuration: the schema (`schema`), loading with overrides (`loading`)
 and the checks a type schema cannot make (`validation`).
 
-Everything a caller needs is re-exported here, as is the shared vocabulary of
-`tf_twohead.defaults`, so `from tf_twohead.config import Config, load_config,
-SOFTMAX_OUTPUT` keeps working. Importing it loads OmegaConf and NumPy, never
-TensorFlow.
+Everything a caller needs is re-exported here (`from tf_twohead.config import Config,
+load_config`); the shared vocabulary lives in `tf_twohead.core.defaults`. Importing it
+loads OmegaConf and NumPy, never TensorFlow.
 
 Example:
 
@@ -17,7 +16,6 @@ PosixPath('saved_models/two_head')
 from tf_twohead.config.loading import (
     REPLACED_MAPPINGS,
     dump,
-    load,
     load_config,
     to_yaml,
     with_absolute_paths,
@@ -38,11 +36,9 @@ from tf_twohead.config.validation import (
     objective_names,
     validate,
 )
-from tf_twohead.defaults import *  # noqa: F403 - the shared vocabulary, as before the split
-from tf_twohead.defaults import class_metric_names
-from tf_twohead.errors import ConfigError
+from tf_twohead.core.errors import ConfigError
 
 __all__ = ["Config", "ConfigError", "DataConfig", "ModelConfig", "StageEpochs", "TrainConfig",
-           "TuneConfig", "MULTI_WORKER_UNSUPPORTED", "REPLACED_MAPPINGS", "class_metric_names",
-           "coarse_ids", "dump", "load", "load_config", "objective_names", "to_yaml",
+           "TuneConfig", "MULTI_WORKER_UNSUPPORTED", "REPLACED_MAPPINGS",
+           "coarse_ids", "dump", "load_config", "objective_names", "to_yaml",
            "validate", "with_absolute_paths", "with_values", "preset_names"]

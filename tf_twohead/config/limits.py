@@ -10,7 +10,7 @@ import dataclasses
 import math
 import re
 
-from tf_twohead.errors import ConfigError
+from tf_twohead.core.errors import ConfigError
 
 # `exp` names one folder inside `output_dir`: no separators, no "..", no absolute path.
 # Interpolations (`${oc.env:HOME}`) are resolved before this check, so they cannot leave

@@ -24,10 +24,12 @@ from omegaconf.errors import OmegaConfBaseException
 from tf_twohead.config import presets
 from tf_twohead.config.schema import Config
 from tf_twohead.config.validation import validate
-from tf_twohead.errors import ConfigError
-from tf_twohead.fileio import atomic_write_text
+from tf_twohead.core.api import public
+from tf_twohead.core.errors import ConfigError
+from tf_twohead.core.fileio import atomic_write_text
 
 
+@public
 def load_config(path=None, overrides: list[str] | None = None) -> Config:
     """Load YAML config files, apply `key=value` overrides and validate the result.
 
@@ -150,4 +152,3 @@ def dump(config: Config, path: str | os.PathLike) -> Path:
     return atomic_write_text(path, to_yaml(config))
 
 
-load = load_config  # the name the package's own modules use (`config.load(path)`)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tf_twohead.errors import ConfigError
+from tf_twohead.core.errors import ConfigError
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "configs"
 

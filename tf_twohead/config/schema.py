@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tf_twohead.defaults import (
+from tf_twohead.core.api import public
+from tf_twohead.core.defaults import (
     DEFAULT_CLASS_NAMES,
     DEFAULT_HEADS,
     DEFAULT_LOSS_WEIGHTS,
     DEFAULT_MONITOR_HEAD,
+    MAX_IMAGE_PIXELS,
 )
 
 
@@ -31,7 +33,7 @@ class DataConfig:
     cache_dir: str | None = None
     workers: int = 0
     coarse: dict[str, list[int]] = field(default_factory=dict)
-    max_image_pixels: int = 40_000_000
+    max_image_pixels: int = MAX_IMAGE_PIXELS
     allow_single_class: bool = False
 
 
@@ -102,6 +104,7 @@ class TuneConfig:
     max_failed_trials: int = 3
 
 
+@public
 @dataclass(frozen=True)
 class Config:
     exp: str = "two_head"

@@ -9,7 +9,7 @@ import numpy as np
 
 from tf_twohead.config.limits import check_limits
 from tf_twohead.config.schema import Config, TrainConfig
-from tf_twohead.defaults import (
+from tf_twohead.core.defaults import (
     BACKBONES,
     BAD_IMAGE_POLICIES,
     CONSTRAINTS,
@@ -29,7 +29,7 @@ from tf_twohead.defaults import (
     WIDTHS,
     class_metric_names,
 )
-from tf_twohead.errors import ConfigError
+from tf_twohead.core.errors import ConfigError
 
 MULTI_WORKER_UNSUPPORTED = (
     "train.strategy=multi_worker is not supported: Keras 3 on TensorFlow cannot train under "

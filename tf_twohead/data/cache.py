@@ -29,9 +29,18 @@ from PIL import Image
 from tqdm import tqdm
 
 from tf_twohead.config import Config
-from tf_twohead.data.images import MAX_IMAGE_PIXELS, load_rgb
-from tf_twohead.data.splits import DataError, Problem, Row, read_split, resolve, split_csv
-from tf_twohead.fileio import atomic_path, atomic_write_json, reserve_space
+from tf_twohead.core.api import public
+from tf_twohead.core.defaults import MAX_IMAGE_PIXELS
+from tf_twohead.core.fileio import atomic_path, atomic_write_json, reserve_space
+from tf_twohead.data.images import load_rgb
+from tf_twohead.data.splits import (
+    DataError,
+    Problem,
+    Row,
+    apply_bad_image_policy,
+    read_split,
+    split_csv,
+)
 
 CACHE_VERSION = 3  # 2: content hashes, the pixel budget in the key; 3: JPEG draft by pixels
 MAX_FILE_BYTES = 512 << 20  # an image file larger than this is refused unread
@@ -61,6 +70,7 @@ class SplitData:
         return len(self.rows)
 
 
+@public
 def load_split(root: str | Path, split: str, img_size: int, num_classes: int,
                on_bad_image: str = "error", cache_dir: str | Path | None = None,
                workers: int = 0, progress: bool = True,
@@ -136,7 +146,7 @@ def describe(split: str, root: str | Path) -> str:
 def keep_usable(split: SplitData, problems: list[Problem], on_bad_image: str,
                 where: str) -> SplitData:
     """Apply `data.on_bad_image` to a scanned split: raise the report, or note what was dropped."""
-    split.dropped = resolve(on_bad_image, problems, where)
+    split.dropped = apply_bad_image_policy(on_bad_image, problems, where)
     if len(split) == 0:
         raise DataError(f"{where}: no usable rows remain after skipping bad rows.")
     return split

@@ -12,8 +12,8 @@ import sys
 
 import numpy as np
 
+from tf_twohead.core.errors import DataError
 from tf_twohead.data.cache import SplitData
-from tf_twohead.errors import DataError
 
 EXAMPLES = 3  # duplicate groups quoted per kind
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageOps
 
+from tf_twohead.core.api import public
+from tf_twohead.core.defaults import MAX_IMAGE_PIXELS
+
 RESAMPLE = Image.Resampling.BILINEAR
-MAX_IMAGE_PIXELS = 40_000_000  # `data.max_image_pixels`'s default: a 40 MP phone photo
 ROW_BLOCK = 256  # rows converted at a time from 16/32-bit to 8-bit
 HIGH_BIT = ("I;16", "I;16B", "I;16L", "I", "F")
 
@@ -26,6 +28,7 @@ class ImageRefused(OSError):
     """An image refused before decoding: its header declares more pixels than allowed."""
 
 
+@public
 def load_rgb(path, size: int | None = None,
              max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Decode an image file into an upright RGB uint8 array.

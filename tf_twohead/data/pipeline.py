@@ -7,7 +7,7 @@ a batch from the memory-mapped cache, augments (training only) and prefetches.
 
 Example:
 
->>> cfg = config.load("configs/two_head.yaml")
+>>> cfg = config.load_config("configs/two_head.yaml")
 >>> train_ds, val_ds = make_datasets(cfg, ("train", "val"))
 >>> model.fit(train_ds, validation_data=val_ds)
 """
@@ -18,11 +18,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_twohead.core.api import public
 from tf_twohead.data.cache import SplitData, describe, keep_usable, scan_split
 from tf_twohead.data.checks import check_heads, report_duplicates
 from tf_twohead.data.splits import encode_targets, raise_bad_rows
 
 
+@public
 def make_dataset(split: SplitData, targets: dict[str, np.ndarray], batch_size: int,
                  training: bool = False, seed: int = 0, rotation: float = 0.0,
                  hflip: bool = False, pos_weight: dict[str, float] | None = None,
@@ -99,7 +101,7 @@ def _augmenter(rotation: float, hflip: bool, seed: int, interpolation: str = "ne
     return augment
 
 
-def load_splits(cfg, splits=("train", "val"), root: str | None = None, progress=True
+def checked_splits(cfg, splits=("train", "val"), root: str | None = None, progress=True
                 ) -> dict[str, SplitData]:
     """Validate (and cache) several splits of the configured dataset before any training.
 
@@ -127,6 +129,7 @@ def load_splits(cfg, splits=("train", "val"), root: str | None = None, progress=
     return loaded
 
 
+@public
 def make_datasets(cfg, splits=("train", "val"), root: str | None = None, progress=True
                   ) -> list[tf.data.Dataset]:
     """Datasets for `splits` of a `Config`: the first named "train" is the training one.
@@ -137,7 +140,7 @@ def make_datasets(cfg, splits=("train", "val"), root: str | None = None, progres
         root: str or None. Dataset folder overriding `cfg.data.root`.
         progress: bool. Progress bars while building caches.
     """
-    loaded = load_splits(cfg, splits, root, progress)
+    loaded = checked_splits(cfg, splits, root, progress)
     return [datasets_for(cfg, split) for split in loaded.values()]
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from tf_twohead.fileio import atomic_write_text
+from tf_twohead.core.fileio import atomic_write_text
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 FASHION_TO_CLASS = {0: 0, 2: 0, 3: 0, 4: 0, 1: 1, 5: 1, 7: 1, 8: 1, 9: 1, 6: 2}

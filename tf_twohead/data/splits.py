@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_twohead.defaults import SOFTMAX_KINDS, SOFTMAX_OUTPUT
-from tf_twohead.errors import DataError
+from tf_twohead.core.defaults import SOFTMAX_KINDS, SOFTMAX_OUTPUT
+from tf_twohead.core.errors import DataError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,7 +157,7 @@ def _check_path(root: Path, inside: Path, path: str) -> tuple[str, str] | None:
     return None
 
 
-def resolve(policy: str, problems: list[Problem], what: str) -> str:
+def apply_bad_image_policy(policy: str, problems: list[Problem], what: str) -> str:
     """Apply `data.on_bad_image` to the problems found in a split.
 
     Args:

@@ -24,12 +24,14 @@ from omegaconf import OmegaConf
 from PIL import Image
 from tqdm import tqdm
 
+from tf_twohead.core.api import public
+from tf_twohead.core.fileio import atomic_write_text
 from tf_twohead.data.splits import DataError
-from tf_twohead.fileio import atomic_write_text
 
 LAYER_FILE = "tf_twohead.yaml"
 
 
+@public
 def write_tfds(name: str, out: str | Path, label: str = "label",
                coarse_label: str | None = None, size: int | None = None,
                val_fraction: float = 0.2, limit: int | None = None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import keras
 
+from tf_twohead.core.api import public
 from tf_twohead.models.backbones import BACKBONES, backbone_layer_names
 from tf_twohead.models.combined import build_combined
 from tf_twohead.models.heads import (
@@ -23,6 +24,7 @@ __all__ = ["BACKBONES", "backbone_layers", "build", "build_combined", "build_mul
            "build_softmax", "input_normalization", "normalization_affine", "shufflenet_v2"]
 
 
+@public
 def build(kind: str = "two_head", img_size: int = 256, width: float = 0.5,
           head_width: int = 1024, heads=None, num_classes: int = 3, init: str = "torch",
           backbone: str = "shufflenet_v2", weights: str | None = None,
@@ -41,7 +43,7 @@ def build(kind: str = "two_head", img_size: int = 256, width: float = 0.5,
             "keras" (Glorot kernels, zero biases).
         backbone: str. "shufflenet_v2", "mobilenet_v3_small" or "mobilenet_v3_large".
         weights: None or "imagenet" (keras.applications backbones only; see
-            `pretrained.load_pretrained` for ShuffleNet).
+            `pretrained.load.load_pretrained` for ShuffleNet).
         head_widths: dict or None. Head name -> its own 1x1 conv width, overriding
             `head_width` for that head ("two_head" only).
     """

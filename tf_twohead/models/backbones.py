@@ -1,8 +1,8 @@
 """One place that maps `model.backbone` to a feature extractor and its input normalisation.
 
 - `shufflenet_v2`: our ShuffleNetV2 (torchvision names, PyTorch padding and init), widths
-  0.5 / 1.0 / 1.5 / 2.0; ImageNet weights are torchvision's, ported (`weights.py`) and
-  loaded (`pretrained.py`).
+  0.5 / 1.0 / 1.5 / 2.0; ImageNet weights are torchvision's, ported
+  (`pretrained/torchvision.py`) and loaded (`pretrained/load.py`).
 - `mobilenet_v3_small`, `mobilenet_v3_large`: `keras.applications` MobileNetV3 without
   its classifier, nested as one layer named after the backbone; `width` is its `alpha`
   (0.75 or 1.0, the two with ImageNet weights); ImageNet weights are Keras' own download.
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import keras
 
-from tf_twohead.defaults import BACKBONES, IMAGENET_MEAN, IMAGENET_STD, MOBILENET_ALPHAS
-from tf_twohead.errors import WeightsError
+from tf_twohead.core.defaults import BACKBONES, IMAGENET_MEAN, IMAGENET_STD, MOBILENET_ALPHAS
+from tf_twohead.core.errors import WeightsError
 from tf_twohead.models.shufflenet import apply_backbone, stage_channels
 
 KERAS_APPLICATIONS = {"mobilenet_v3_small": "MobileNetV3Small",
@@ -54,7 +54,7 @@ def apply_features(x, backbone: str = "shufflenet_v2", width: float = 0.5,
         init: str. ShuffleNet's initialisation ("torch" or "keras"); keras.applications
             models keep their own.
         weights: None or "imagenet". keras.applications' own weights (downloaded once
-            by Keras); ShuffleNet's are loaded afterwards (`pretrained.load_pretrained`).
+            by Keras); ShuffleNet's are loaded afterwards (`pretrained.load.load_pretrained`).
     """
     check_width(backbone, width)
     if backbone == "shufflenet_v2":

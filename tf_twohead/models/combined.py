@@ -23,7 +23,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from tf_twohead.defaults import FROZEN_BN, SOFTMAX_OUTPUT
+from tf_twohead.core.api import public
+from tf_twohead.core.defaults import FROZEN_BN, SOFTMAX_OUTPUT
 from tf_twohead.models.heads import apply_body, apply_input
 from tf_twohead.models.initializers import kernel_initializer
 
@@ -41,6 +42,7 @@ def build_encoder(img_size: int, width: float = 0.5, head_width: int = 1024,
                        name=name)
 
 
+@public
 def build_combined(img_size: int = 256, width: float = 0.5, head_width: int = 1024,
                    num_classes: int = 37, init: str = "torch",
                    backbone: str = "shufflenet_v2", weights: str | None = None,
@@ -53,7 +55,7 @@ def build_combined(img_size: int = 256, width: float = 0.5, head_width: int = 10
         head_width: int. Channels of each encoder's conv5 (its feature map).
         num_classes: int. Fine classes.
         init: str. "torch" or "keras" initialisation (encoders and head).
-        backbone: str. Any of `config.BACKBONES`; both encoders use it.
+        backbone: str. Any of `core.defaults.BACKBONES`; both encoders use it.
         weights: None or "imagenet" (keras.applications backbones).
 
     Example:
@@ -111,6 +113,7 @@ def load_encoder(model: keras.Model, encoder: str, source: keras.Model) -> int:
     return copied
 
 
+@public
 def set_encoders_frozen(model: keras.Model, frozen: bool, bn: str = "train") -> None:
     """Freeze or unfreeze both encoders; recompile afterwards (Keras reads it at compile).
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from tf_twohead.defaults import DEFAULT_HEADS, SOFTMAX_OUTPUT
+from tf_twohead.core.defaults import DEFAULT_HEADS, SOFTMAX_OUTPUT
 from tf_twohead.models.backbones import apply_features, normalization
 from tf_twohead.models.shufflenet import apply_conv_bn, apply_dense
 
@@ -67,7 +67,7 @@ def build_multi_head(img_size: int = 256, width: float = 0.5, head_width: int = 
         backbone: str. "shufflenet_v2" (ShuffleNetV2 to stage4), "mobilenet_v3_small" or
             "mobilenet_v3_large" (keras.applications). Defaults to "shufflenet_v2".
         weights: None or "imagenet": keras.applications' ImageNet weights for a
-            MobileNetV3 backbone (ShuffleNet's are loaded by `pretrained.load_pretrained`).
+            MobileNetV3 backbone (ShuffleNet's are loaded by `pretrained.load.load_pretrained`).
         head_widths: dict or None. Head name -> that head's own 1x1 conv width; the
             other heads use `head_width`. A narrow auxiliary head is how a two-head
             model gets close to the single-head model's size.

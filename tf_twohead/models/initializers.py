@@ -20,7 +20,7 @@ import math
 
 import keras
 
-from tf_twohead.defaults import INITS
+from tf_twohead.core.defaults import INITS
 
 
 def kernel_initializer(init: str, fan_in: int):

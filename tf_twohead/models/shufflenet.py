@@ -15,6 +15,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from tf_twohead.core.api import public
 from tf_twohead.models.batchnorm import FusedBatchNormalization
 from tf_twohead.models.initializers import bias_initializer, kernel_initializer
 
@@ -131,6 +132,7 @@ def apply_dense(x, units: int, name: str, activation=None, init: str = "torch"):
                         bias_initializer=bias_initializer(init, fan_in))(x)
 
 
+@public
 def shufflenet_v2(width: float = 0.5, input_shape=(224, 224, 3), classes: int = 1000,
                   name: str | None = None, init: str = "torch") -> keras.Model:
     """The full torchvision ShuffleNetV2 classifier (float input, logits output).

@@ -8,7 +8,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from tf_twohead.fileio import atomic_path
+from tf_twohead.core.fileio import atomic_path
 
 DPI = 100
 

@@ -9,24 +9,5 @@
 
 Keras Tuner optimises one objective; `results` draws the Pareto fronts of accuracy
 against size and latency afterwards (Keras Tuner's list objectives are an unweighted
-sum, not a front). Names are re-exported lazily, so `tuning.results` loads neither
-Keras Tuner nor TensorFlow.
+sum, not a front). `results` and `space` load neither Keras Tuner nor TensorFlow.
 """
-
-import importlib
-
-_EXPORTS = {
-    "Dimension": "space", "search_space": "space", "plain_value": "space",
-    "TwoHeadHyperModel": "hypermodel", "make_tuner": "tuners",
-    "ResumableGridOracle": "tuners", "tune": "search", "check_search_dir": "search",
-    "write_reports": "results", "load_trials": "results", "analyse": "results",
-    "pareto_mask": "results", "best_trial": "results",
-}
-
-__all__ = list(_EXPORTS)
-
-
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'tf_twohead.tuning' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"tf_twohead.tuning.{_EXPORTS[name]}"), name)

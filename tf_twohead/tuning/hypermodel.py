@@ -2,7 +2,7 @@
 trial as a run folder and measures its accuracy, size and speed.
 
 `build(hp)` builds the trial's model from its `Config` with the package's builders (no
-model code here); `fit` trains it through `fitting.fit_run` (resumable, `best.keras`
+model code here); `fit` trains it through `training.loop.fit_run` (resumable, `best.keras`
 per trial), converts the best model with our own exporter to a dynamic-range
 `.tflite`, times it per image on real validation files with one thread, and returns
 plain floats: the objective at its best epoch, every head's F1, `params`, `tflite_kb`,
@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -30,23 +29,28 @@ import keras
 import keras_tuner as kt
 import pandas as pd
 
-from tf_twohead import distribute
 from tf_twohead.config import Config, TuneConfig, dump, load_config, with_values
-from tf_twohead.data.pipeline import datasets_for, load_splits
-from tf_twohead.errors import ParityError
-from tf_twohead.evaluation import measure_latency
-from tf_twohead.export import to_tflite
-from tf_twohead.fileio import atomic_write_json
-from tf_twohead.fitting import fit_run
-from tf_twohead.inference import Predictor
-from tf_twohead.pretrained import build_model
-from tf_twohead.runs import LOCK, LOCK_INFO, MARKER, best_row, lock_run_dir, resumable_state
-from tf_twohead.saving import load_model
+from tf_twohead.core import run_folder
+from tf_twohead.core.api import public
+from tf_twohead.core.best import best_row
+from tf_twohead.core.errors import ParityError
+from tf_twohead.core.fileio import atomic_write_json
+from tf_twohead.core.run_folder import BEST, CONFIG, HISTORY, LAST, TUNER_FILES, lock_run_dir
+from tf_twohead.data.pipeline import checked_splits, datasets_for
+from tf_twohead.evaluation.evaluate import measure_latency
+from tf_twohead.export.tflite import to_tflite
+from tf_twohead.inference.predictor import Predictor
+from tf_twohead.inference.saving import load_model
+from tf_twohead.pretrained.load import build_model
+from tf_twohead.training import distribute
+from tf_twohead.training.loop import fit_run
+from tf_twohead.training.resume import resumable_state
 from tf_twohead.tuning.space import plain_value, search_space
 
 PARITY_IMAGES = 200  # validation images that check each trial's .tflite against its .keras
 
 
+@public
 class TwoHeadHyperModel(kt.HyperModel):
     """A Keras Tuner HyperModel over the config keys of `cfg.tune.space`.
 
@@ -104,7 +108,7 @@ class TwoHeadHyperModel(kt.HyperModel):
     def _load(self, cfg: Config) -> dict:
         size = cfg.data.img_size
         if size not in self._splits:
-            self._splits[size] = load_splits(cfg, ("train", "val"), progress=False)
+            self._splits[size] = checked_splits(cfg, ("train", "val"), progress=False)
         return self._splits[size]
 
     def fit(self, hp, model, *args, trial_dir: str | None = None, **kwargs) -> dict:
@@ -117,15 +121,17 @@ class TwoHeadHyperModel(kt.HyperModel):
         with contextlib.ExitStack() as stack:
             if trial_dir is None:
                 trial_dir = stack.enter_context(tempfile.TemporaryDirectory())
+            else:
+                run_folder.claim_trial_dir(trial_dir, self.config.run_dir)
             run_dir = Path(trial_dir)
             stack.enter_context(lock_run_dir(run_dir, "trial"))  # one writer per trial
             cfg = self.trial_config(hp, run_dir, kwargs.get("epochs"))
             state = _resume_or_reset(run_dir, cfg)
             if state:
                 with distribute.scope(cfg):
-                    model = load_model(run_dir / "last.keras", compile=True)
+                    model = load_model(run_dir / LAST, compile=True)
             else:
-                dump(cfg, run_dir / "config.yaml")
+                dump(cfg, run_dir / CONFIG)
             splits = self._load(cfg)
             train_ds, val_ds = (datasets_for(cfg, splits[s]) for s in ("train", "val"))
             timer = _Seconds(run_dir)
@@ -140,14 +146,14 @@ class TwoHeadHyperModel(kt.HyperModel):
     def measure(self, cfg: Config, run_dir: Path, val_split) -> dict:
         """The best epoch's validation metrics, and the size and speed of its `.tflite`."""
         tune, objective = self.config.tune, self.config.objective
-        history = pd.read_csv(run_dir / "history.csv")
+        history = pd.read_csv(run_dir / HISTORY)
         best = best_row(history, objective, "val_loss", tune.direction == "max")
         figures = {objective: float(best[objective]), "best_epoch": float(best["epoch"])}
         for head in cfg.model.heads:
             figures[f"val_{head}_f1"] = float(best[f"val_{head}_f1"])
         figures["val_loss"] = float(best["val_loss"])
         try:
-            result = to_tflite(run_dir / "best.keras", "dynamic",
+            result = to_tflite(run_dir / BEST, "dynamic",
                                       parity_images=PARITY_IMAGES, progress=False)
             tflite, passed = Path(result["path"]), True
         except ParityError as e:  # still a model of that size and speed
@@ -174,13 +180,10 @@ def _resume_or_reset(run_dir: Path, cfg: Config) -> dict | None:
     state) is cleared, except Keras Tuner's own files.
     """
     state = resumable_state(run_dir)
-    saved = run_dir / "config.yaml"
+    saved = run_dir / CONFIG
     if state and saved.is_file() and load_config(saved) == cfg:
         return state
-    for path in run_dir.iterdir() if run_dir.is_dir() else ():
-        if path.name not in ("trial.json", "checkpoint.weights.h5", "build_config.json",
-                             MARKER, LOCK, LOCK_INFO):
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    run_folder.clear_run_dir(run_dir, keep=TUNER_FILES, why="a new trial in an old folder")
     return None
 
 

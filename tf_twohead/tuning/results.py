@@ -20,11 +20,12 @@ import json
 import numpy as np
 import pandas as pd
 
-from tf_twohead import reports
 from tf_twohead.config import Config, load_config, to_yaml
-from tf_twohead.fileio import atomic_write_text
-from tf_twohead.plots.search import plot_pareto
-from tf_twohead.runs import best_row
+from tf_twohead.core import tables as reports
+from tf_twohead.core.best import best_row
+from tf_twohead.core.fileio import atomic_write_text
+from tf_twohead.core.run_folder import CONFIG, TRIAL_FILE, TRIAL_PREFIX
+from tf_twohead.plots.pareto import plot_pareto
 from tf_twohead.tuning.space import plain_value
 
 FIGURES = ("params", "tflite_kb", "latency_ms", "train_seconds", "best_epoch", "parity_passed")
@@ -35,7 +36,7 @@ def load_trials(cfg: Config, space_keys: list[str]) -> pd.DataFrame:
     """One row per trial: id, status, searched values, objective, head F1s and figures."""
     rows = []
     names = [cfg.objective] + [f"val_{h}_f1" for h in cfg.model.heads] + list(FIGURES)
-    for path in sorted(cfg.run_dir.glob("trial_*/trial.json")):
+    for path in sorted(cfg.run_dir.glob(f"{TRIAL_PREFIX}*/{TRIAL_FILE}")):
         trial = json.loads(path.read_text())
         values = trial["hyperparameters"]["values"]
         row = {"trial": trial["trial_id"], "status": trial["status"]}
@@ -109,7 +110,7 @@ def best_trial(cfg: Config, done: pd.DataFrame) -> pd.Series | None:
 def write_best_config(cfg: Config, trial_id: str, out) -> None:
     """The best trial's own config, renamed `<exp>_best` so training it never writes
     into the search folder. `tf-twohead train --config` takes it as it is."""
-    trial_cfg = load_config(cfg.run_dir / f"trial_{trial_id}" / "config.yaml")
+    trial_cfg = load_config(cfg.run_dir / f"{TRIAL_PREFIX}{trial_id}" / CONFIG)
     best = dataclasses.replace(trial_cfg, exp=f"{cfg.exp}_best", output_dir=cfg.output_dir,
                                data=dataclasses.replace(trial_cfg.data,
                                                         cache_dir=cfg.data.cache_dir))

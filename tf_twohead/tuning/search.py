@@ -13,26 +13,26 @@ import contextlib
 import os
 
 from tf_twohead.config import Config, dump
-from tf_twohead.runs import check_ours, check_same_settings, clear_run_dir, lock_run_dir
-from tf_twohead.runtime import warn_if_onednn_off
+from tf_twohead.core.api import public
+from tf_twohead.core.run_folder import SEARCH_CONFIG, check_ours, clear_run_dir, lock_run_dir
+from tf_twohead.core.runtime import warn_if_onednn_off
+from tf_twohead.training.resume import check_same_settings
 from tf_twohead.tuning.hypermodel import TwoHeadHyperModel
 from tf_twohead.tuning.results import write_reports
 from tf_twohead.tuning.tuners import make_tuner
-
-SEARCH_FILE = "search.yaml"  # the search's resolved config, to check a resumed search
 
 
 def check_search_dir(cfg: Config, overwrite: bool, worker: bool = False) -> None:
     """Refuse to continue a search folder with another search's settings.
 
     `tune.max_trials` may grow (more trials), `tune.constraints` may change (the best
-    trial is picked again, without training) and the data may move (`runs.MAY_CHANGE`);
+    trial is picked again, without training) and the data may move (`training.resume.MAY_CHANGE`);
     anything else changes what the trials mean.
     """
     if overwrite:
         return
     check_same_settings(
-        cfg, ("data", "model", "train", "tune"), SEARCH_FILE, action="continue the search in",
+        cfg, ("data", "model", "train", "tune"), SEARCH_CONFIG, action="continue the search in",
         advice=f"Continue it with the same config, start again with --overwrite"
                f"{' on the chief' if worker else ''}, or choose another exp=NAME.")
 
@@ -69,6 +69,7 @@ def _distributed_env(chief: str | None, worker: str | None):
                 os.environ[k] = v
 
 
+@public
 def tune(cfg: Config, overwrite: bool = False, chief: str | None = None,
          worker: str | None = None, verbose: int | str = 2) -> dict:
     """Run (or continue) the search `cfg.tune` describes, and write its reports.
@@ -76,7 +77,7 @@ def tune(cfg: Config, overwrite: bool = False, chief: str | None = None,
     Args:
         cfg: `Config` with a `tune` section.
         overwrite: bool. Empty `<output_dir>/<exp>/` and start again (never on a worker);
-            only a folder tf-twohead created (`runs.clear_run_dir`).
+            only a folder tf-twohead created (`core.run_folder.clear_run_dir`).
         chief: str or None. "PORT" (bound on 127.0.0.1) or "HOST:PORT" (e.g.
             "0.0.0.0:8000" for every interface) to run Keras Tuner's oracle for workers
             (this process trains nothing), or the chief's "HOST:PORT" for a worker. The
@@ -117,7 +118,7 @@ def tune(cfg: Config, overwrite: bool = False, chief: str | None = None,
         with _distributed_env(chief, worker) as role:
             tuner = make_tuner(hypermodel)
             if owner:
-                dump(cfg, cfg.run_dir / SEARCH_FILE)
+                dump(cfg, cfg.run_dir / SEARCH_CONFIG)
                 tuner.save()  # so a search cut short in its first trial still reloads
             if role == "chief":
                 print(f"[tune] chief: serving the oracle on "

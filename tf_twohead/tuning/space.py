@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from tf_twohead.config import Config, with_values
-from tf_twohead.errors import ConfigError
+from tf_twohead.core.errors import ConfigError
 
 # Keys a search cannot vary: where things are written and read, and the search itself.
 UNSEARCHABLE = ("exp", "output_dir", "data.root", "data.cache_dir", "data.workers",

@@ -11,6 +11,7 @@ import collections
 
 import keras_tuner as kt
 
+from tf_twohead.core.run_folder import claim_run_dir
 from tf_twohead.tuning.hypermodel import TwoHeadHyperModel
 
 
@@ -62,8 +63,11 @@ def make_tuner(hypermodel: TwoHeadHyperModel) -> kt.Tuner:
 
     It never uses Keras Tuner's own `overwrite` (a recursive delete of the folder):
     `tune(overwrite=True)` empties the folder itself, and only one that tf-twohead made.
+    The folder is claimed (marked as tf-twohead's when new or empty) first, so its trial
+    folders can be (`core.run_folder.claim_trial_dir`).
     """
     cfg = hypermodel.config
+    claim_run_dir(cfg.run_dir)
     tune = cfg.tune
     base = _TUNERS[tune.oracle]
     cls = type(f"TwoHead{base.__name__}", (_TrialDirs, base), {})

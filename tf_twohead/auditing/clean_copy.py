@@ -1,0 +1,66 @@
+"""`--write-clean DIR`: a new dataset folder without the flagged rows, the original
+untouched.
+
+The evaluation splits are never made easier. Leakage is removed from the side that can
+lose it: a train row that is a copy or near copy of a val or test image goes, and a val
+row that copies a test image (the `leaked` rows of duplicates.csv); test stays as it
+was, so figures measured on it stay comparable. With `drop_label_issues`, the flagged
+*train* rows go too: dropping flagged val or test rows would remove the hard cases
+from the figures, so their labels are left for a person to fix (label_issues.csv).
+
+The kept images are hard-linked into DIR under the same relative paths (copied when
+DIR is on another file system), so DIR is a dataset folder like any other: its CSVs
+point inside it, as the loader requires.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from tf_twohead.core.errors import DataError
+from tf_twohead.core.fileio import atomic_write_text
+
+
+def rows_to_drop(found: pd.DataFrame, issues: pd.DataFrame | None,
+                 drop_label_issues: bool) -> set[tuple[str, int]]:
+    """(split, CSV line) of every row the clean copy leaves out."""
+    leaked = found[found["leaked"].astype(bool)]
+    drop = {(s, int(line)) for s, line in zip(leaked["split"], leaked["line"])}
+    if drop_label_issues and issues is not None:
+        train = issues[issues["split"] == "train"]
+        drop |= {("train", int(line)) for line in train["line"]}
+    return drop
+
+
+def write_clean(root, out, table: pd.DataFrame, drop: set[tuple[str, int]]) -> dict:
+    """Write DIR/<split>.csv and link the kept images; returns rows kept per split."""
+    root, out = Path(root).resolve(), Path(out).resolve()
+    if out == root or out in root.parents:
+        raise DataError(f"--write-clean {out} holds the dataset {root}; choose a new folder "
+                        "(the originals are never rewritten).")
+    if out.exists() and any(out.iterdir()):
+        raise DataError(f"--write-clean {out} is not empty; choose a new folder.")
+    kept = {}
+    for split, rows in table.groupby("split", sort=False):
+        rows = rows.sort_values("line")
+        rows = rows[[(split, int(line)) not in drop for line in rows["line"]]]
+        for path in rows["path"]:
+            _link(root / path, out / path)
+        atomic_write_text(out / f"{split}.csv", rows[["path", "class_id"]].to_csv(
+            header=False, index=False, lineterminator="\n"))  # as the reader parses it
+        kept[split] = len(rows)
+    return kept
+
+
+def _link(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        return
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)

@@ -1,0 +1,83 @@
+"""Train the model a `Config` describes into its run folder: `train(cfg)`.
+
+A plain run (two-head, softmax) is one `training.loop.fit_run`; `model.kind: combined` is
+four staged fits (`training.staged.train_staged`). The run folder `<output_dir>/<exp>/`
+receives `config.yaml` first (before any data is read), then per finished epoch
+`last.keras`, `best.keras`, `train_state.json`, `history.csv`, `curves.png` and
+TensorBoard logs (`training.loop`); `--resume` continues after the last finished epoch.
+
+This module sits on top of the training stack: `recipe` (compile, optimizer,
+schedules), `core.run_folder` (the folder's files, lock and marker), `resume` (new,
+resumed or overwritten runs), `loop` (the epochs loop) and `staged`. Nothing below
+imports it.
+
+Example (your own script):
+
+>>> cfg = tt.load_config("configs/two_head.yaml", ["data.root=demo_data"])
+>>> state = tt.train(cfg)
+>>> state["best_epoch"], state["run_dir"]
+"""
+
+from __future__ import annotations
+
+import keras
+
+from tf_twohead.config import Config, dump, with_absolute_paths
+from tf_twohead.core.api import public
+from tf_twohead.core.errors import RunExistsError
+from tf_twohead.core.run_folder import CONFIG, LAST, STATE, lock_run_dir
+from tf_twohead.core.runtime import warn_if_onednn_off
+from tf_twohead.data.pipeline import datasets_for
+from tf_twohead.inference.saving import load_model
+from tf_twohead.pretrained.load import build_model, fetch_pretrained
+from tf_twohead.training import distribute
+from tf_twohead.training.loop import fit_run, load_run_splits
+from tf_twohead.training.progress import run_summary
+from tf_twohead.training.resume import check_run_dir
+from tf_twohead.training.staged import train_staged
+
+
+@public
+def train(cfg: Config, resume: bool = False, overwrite: bool = False,
+          verbose: int | str | None = None, callbacks: list | None = None) -> dict:
+    """Train the model a `Config` describes and fill its run folder.
+
+    Args:
+        cfg: `Config`. The resolved experiment configuration.
+        resume: bool. Continue an interrupted run from `last.keras` and its state.
+        overwrite: bool. Start again in a run folder that already has a model.
+        verbose: None (the default): a start summary, one compact line per epoch and
+            a closing line; 0: silent; 1, 2, "auto": Keras' own progress output.
+        callbacks: list or None. Extra Keras callbacks, run after the run's own.
+
+    Returns:
+        The run state: `{"epoch", "best", "best_epoch", "monitor", "run_dir"}`.
+    """
+    if cfg.model.kind == "combined":  # four staged fits, one run folder
+        return train_staged(cfg, resume, overwrite, verbose, callbacks)
+    warn_if_onednn_off()
+    with lock_run_dir(cfg.run_dir):  # one writer per run folder
+        state = check_run_dir(cfg, resume, overwrite)
+        if state == {}:
+            raise RunExistsError(f"{cfg.run_dir} has no {STATE} or {LAST} to resume from. "
+                                 "Start again with --overwrite, or choose another exp=NAME.")
+        return _train(cfg, state, verbose, callbacks)
+
+
+def _train(cfg: Config, state: dict | None, verbose, callbacks) -> dict:
+    run_dir = cfg.run_dir
+    dump(with_absolute_paths(cfg), run_dir / CONFIG)  # first: every run reproducible
+
+    if not state:  # download/convert pretrained weights now: fail before the data work
+        fetch_pretrained(cfg.model, cfg.data.img_size)
+    splits = load_run_splits(cfg)
+    train_ds, val_ds = datasets_for(cfg, splits["train"]), datasets_for(cfg, splits["val"])
+    with distribute.scope(cfg):
+        if state:
+            model = load_model(run_dir / LAST, compile=True)  # optimizer state
+        else:
+            keras.utils.set_random_seed(cfg.train.seed)
+            model = build_model(cfg)  # compiled in fit_run, once its trainable set is known
+    if verbose is None:
+        print(run_summary(cfg, splits, model), flush=True)
+    return fit_run(model, cfg, train_ds, val_ds, state, verbose, callbacks)
