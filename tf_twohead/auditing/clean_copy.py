@@ -8,14 +8,14 @@ was, so figures measured on it stay comparable. With `drop_label_issues`, the fl
 *train* rows go too: dropping flagged val or test rows would remove the hard cases
 from the figures, so their labels are left for a person to fix (label_issues.csv).
 
-The kept images are hard-linked into DIR under the same relative paths (copied when
-DIR is on another file system), so DIR is a dataset folder like any other: its CSVs
-point inside it, as the loader requires.
+The kept images are copied into DIR (never hard-linked: an edit of the copy must not
+change the original) under their real path inside the dataset folder, symlinks and `..`
+resolved, so DIR is a dataset folder like any other and nothing is ever written outside
+it, whatever a row's path spells: its CSVs point inside it, as the loader requires.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -48,19 +48,27 @@ def write_clean(root, out, table: pd.DataFrame, drop: set[tuple[str, int]]) -> d
     for split, rows in table.groupby("split", sort=False):
         rows = rows.sort_values("line")
         rows = rows[[(split, int(line)) not in drop for line in rows["line"]]]
-        for path in rows["path"]:
-            _link(root / path, out / path)
+        inside = [_copy(root, path, out) for path in rows["path"]]
+        rows = rows.assign(path=inside)
         atomic_write_text(out / f"{split}.csv", rows[["path", "class_id"]].to_csv(
             header=False, index=False, lineterminator="\n"))  # as the reader parses it
         kept[split] = len(rows)
     return kept
 
 
-def _link(source: Path, target: Path) -> None:
+def _copy(root: Path, path: str, out: Path) -> str:
+    """Copy the image a row names into `out`, under its resolved path inside `root`;
+    returns that path (the clean copy's CSV row). A row that resolves outside `root`
+    (the row check refuses those; a symlink swapped in since) is a `DataError`."""
+    source = (root / path).resolve()
+    if not source.is_relative_to(root) or not source.is_file():
+        raise DataError(f"{path}: resolves to {source}, not a file inside the dataset folder "
+                        f"{root}; the clean copy is not written past it.")
+    relative = source.relative_to(root)
+    target = out / relative
+    if not target.resolve().is_relative_to(out):  # a folder of out swapped for a symlink
+        raise DataError(f"--write-clean {out}: {relative} would be written outside it.")
     target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
-        return
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
+    if not target.exists():
+        shutil.copyfile(source, target)
+    return relative.as_posix()

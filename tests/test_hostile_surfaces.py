@@ -1,0 +1,40 @@
+"""Hostile input, second round: the newer surfaces (the audit's clean copy, a search's
+workers, `clean`) write and delete only inside their own folders, whoever crafts the
+input."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from conftest import write_dataset, write_image
+
+import tf_twohead as tt
+
+
+def snapshot(folder, skip=()):
+    return {p for p in folder.rglob("*") if not any(s in p.parents or s == p for s in skip)}
+
+
+def test_the_clean_copy_never_writes_outside_its_folder(tmp_path):
+    root = write_dataset(tmp_path / "ds", per_class=(4, 4, 4))
+    (root / "a" / "b" / "c").mkdir(parents=True)
+    write_image(root / "a" / "img.jpg", class_id=0)
+    (root / "deep").symlink_to(root / "a" / "b" / "c")  # a symlink inside the dataset
+    # Resolves inside ROOT (root/a/img.jpg), but spelled onto the copy it climbs out of it.
+    with open(root / "train.csv", "a") as f:
+        f.write("deep/../../img.jpg,0\n")
+    out, cache = tmp_path / "clean", tmp_path / "cache"
+    before = snapshot(tmp_path)
+    result = tt.audit(root, img_size=32, write_clean=out, progress=False,
+                      overrides=[f"data.cache_dir={cache}"])
+    created = snapshot(tmp_path) - before
+    assert {p for p in created if not (p == out or out in p.parents or p == cache
+                                       or cache in p.parents or root / "audit" in p.parents
+                                       or p == root / "audit")} == set()
+    assert (out / "a" / "img.jpg").is_file() and "a/img.jpg,0" in (out / "train.csv").read_text()
+    assert result.clean["train"] == 13
+    copy = out / (root / "documents").name / "train 0.jpg"
+    copy.write_bytes(b"edited")  # a copy, not a hard link: the original is untouched
+    assert (root / "documents" / "train 0.jpg").read_bytes() != b"edited"
+    shutil.rmtree(out)
