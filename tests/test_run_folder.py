@@ -167,3 +167,22 @@ def test_curves_mark_the_epoch_the_checkpoint_keeps(scores, losses, expected):
     keys = [best.rank_key(s, t) for s, t in zip(scores, losses)]
     if expected is not None:  # the rule RunCheckpoint and the staged run use
         assert min(range(len(keys)), key=keys.__getitem__) + 1 == expected
+
+
+@pytest.mark.parametrize("trial_id", ["x/../../../victim", "..", "a b", "", "x" * 65, "a\x00"])
+def test_a_worker_refuses_a_crafted_trial_id_before_making_a_folder(tmp_path, trial_id):
+    from tf_twohead.tuning.tuners import _TrialDirs
+
+    class Base:
+        project_dir = str(tmp_path / "search")
+
+        def get_trial_dir(self, trial_id):
+            path = tmp_path / "search" / f"trial_{trial_id}"
+            path.mkdir(parents=True)  # as Keras Tuner's does
+            return str(path)
+
+    tuner = type("Tuner", (_TrialDirs, Base), {})()
+    with pytest.raises(tt.RunExistsError, match="Refusing trial id"):
+        tuner.get_trial_dir(trial_id)
+    assert not (tmp_path / "search").exists() and not (tmp_path / "victim").exists()
+    assert tuner.get_trial_dir("07").endswith("trial_07")

@@ -48,7 +48,8 @@ TUNER_FILES = (TRIAL_FILE, "checkpoint.weights.h5", "build_config.json")
 # What `clean --trials` may remove from a finished trial: nothing reads them any more
 # (`best.keras`, which `evaluate` and `convert` read, stays).
 FINISHED_TRIAL_FILES = (LAST, "checkpoint.weights.h5")
-_TRIAL_NAME = re.compile(re.escape(TRIAL_PREFIX) + r"[A-Za-z0-9_-]{1,64}")
+_TRIAL_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what a chief may hand a worker
+_TRIAL_NAME = re.compile(re.escape(TRIAL_PREFIX) + _TRIAL_ID.pattern)
 _KEEP = (MARKER, LOCK, LOCK_INFO)  # what clearing a folder leaves (we hold the lock)
 
 
@@ -172,6 +173,17 @@ def clear_run_dir(run_dir: Path, keep: tuple[str, ...] = (), why: str = "--overw
             shutil.rmtree(path)
         else:
             path.unlink()
+
+
+def check_trial_id(trial_id) -> str:
+    """A trial id from the chief (untrusted input): letters, digits, `_` and `-` only, so
+    `trial_<id>` can only ever name a folder directly inside the search folder."""
+    trial_id = str(trial_id)
+    if not _TRIAL_ID.fullmatch(trial_id):
+        raise RunExistsError(f"Refusing trial id {trial_id[:80]!r} from the chief: a trial "
+                             "id is 1-64 letters, digits, '_' or '-'. Is --chief the search's "
+                             "own chief?")
+    return trial_id
 
 
 def claim_trial_dir(trial_dir: Path, search_dir: Path | None = None) -> Path:

@@ -11,12 +11,17 @@ import collections
 
 import keras_tuner as kt
 
-from tf_twohead.core.run_folder import claim_run_dir
+from tf_twohead.core.run_folder import check_trial_id, claim_run_dir
 from tf_twohead.tuning.hypermodel import TwoHeadHyperModel
 
 
 class _TrialDirs:
-    """Tuner mixin: hand `HyperModel.fit` its trial's folder (`<project>/trial_<id>/`)."""
+    """Tuner mixin: hand `HyperModel.fit` its trial's folder (`<project>/trial_<id>/`),
+    and check every trial id (on a worker, the chief's answer) before Keras Tuner makes a
+    folder of it."""
+
+    def get_trial_dir(self, trial_id):
+        return super().get_trial_dir(check_trial_id(trial_id))
 
     def run_trial(self, trial, *args, **kwargs):
         return super().run_trial(trial, *args, trial_dir=self.get_trial_dir(trial.trial_id),
