@@ -38,3 +38,38 @@ def test_the_clean_copy_never_writes_outside_its_folder(tmp_path):
     copy.write_bytes(b"edited")  # a copy, not a hard link: the original is untouched
     assert (root / "documents" / "train 0.jpg").read_bytes() != b"edited"
     shutil.rmtree(out)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.learning_rate=1e300", "train.learning_rate"),
+    ("train.lr_gamma=-0.1", "train.lr_gamma"),
+    ("train.loss_weights={main: -2, aux: 1}", "train.loss_weights.main"),
+    ("train.pos_weight={main: -3}", "train.pos_weight.main"),
+    ("train.pos_weight={main: 0}", "train.pos_weight.main"),
+    ("model.head_widths={main: 100000000}", "model.head_widths.main"),
+])
+def test_absurd_training_numbers_are_refused_naming_the_key(override, key):
+    with pytest.raises(tt.ConfigError, match=key.replace(".", r"\.")):
+        tt.load_config(None, [override])
+
+
+def test_a_non_finite_loss_ends_the_run_before_the_epoch_is_saved(tmp_path):
+    import keras
+
+    from tf_twohead.training.loop import RunCheckpoint, StopOnNonFiniteLoss, run_callbacks
+
+    cfg = tt.load_config(None, [f"output_dir={tmp_path}"])
+    checkpoint = RunCheckpoint(tmp_path, cfg.monitor)
+    callbacks = run_callbacks(cfg, tmp_path, checkpoint, False, tmp_path / "logs")
+    assert isinstance(callbacks[0], StopOnNonFiniteLoss)  # before history and checkpoint
+    stop = callbacks[0]
+    stop.on_epoch_end(0, {"loss": 0.7})  # a finite loss goes on
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(tt.DivergedError, match="epoch 3 is .*Nothing of that epoch"):
+            stop.on_epoch_end(2, {"loss": bad})
+    # Run as Keras runs them: the error stops the list before the checkpoint saves.
+    saved = []
+    checkpoint.on_epoch_end = lambda epoch, logs=None: saved.append(epoch)
+    with pytest.raises(tt.DivergedError):
+        keras.callbacks.CallbackList([stop, checkpoint]).on_epoch_end(0, {"loss": float("nan")})
+    assert saved == [] and not (tmp_path / "best.keras").exists()

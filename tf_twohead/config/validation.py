@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tf_twohead.config.limits import check_limits
+from tf_twohead.config.limits import MAX_HEAD_WIDTH, check_limits
 from tf_twohead.config.schema import Config, TrainConfig
 from tf_twohead.core.defaults import (
     BACKBONES,
@@ -69,7 +69,8 @@ def validate(config: Config) -> None:
     for name, width in m.head_widths.items():
         _check(name in m.heads, f"model.head_widths.{name}",
                f"a width for one of the heads {list(m.heads)}", name)
-        _check(width > 0, f"model.head_widths.{name}", "a positive integer", width)
+        _check(0 < width <= MAX_HEAD_WIDTH, f"model.head_widths.{name}",
+               f"a positive integer up to {MAX_HEAD_WIDTH:,}", width)
     _check(not (m.kind in SOFTMAX_KINDS and m.head_widths), "model.head_widths",
            f"empty for model.kind={m.kind} (it has one shared conv5: model.head_width)",
            dict(m.head_widths))
@@ -90,6 +91,10 @@ def validate(config: Config) -> None:
                          ("train.pos_weight", t.pos_weight)):
         unknown = sorted(set(mapping) - set(m.heads))
         _check(not unknown, key, f"keys among the heads {list(m.heads)}", unknown)
+    for head, weight in t.loss_weights.items():  # a negative weight trains the head to fail
+        _check(weight >= 0, f"train.loss_weights.{head}", "0 or more", weight)
+    for head, weight in t.pos_weight.items():
+        _check(weight > 0, f"train.pos_weight.{head}", "a positive number", weight)
     _check(not (m.kind in SOFTMAX_KINDS and t.pos_weight), "train.pos_weight",
            f"empty for model.kind={m.kind} (it weights per-head sigmoid losses)",
            dict(t.pos_weight))
@@ -108,6 +113,8 @@ def validate(config: Config) -> None:
            f"one of {WEIGHT_DECAY_MODES}", t.weight_decay_mode)
     _check(t.weight_decay >= 0, "train.weight_decay", "0 or more", t.weight_decay)
     _check(t.adam_epsilon > 0, "train.adam_epsilon", "a positive number", t.adam_epsilon)
+    _check(t.lr_gamma > 0, "train.lr_gamma", "a positive factor (0.1: ten times smaller)",
+           t.lr_gamma)
     _check(0 <= t.label_smoothing < 1, "train.label_smoothing", "a value in [0, 1)",
            t.label_smoothing)
     _check(config.monitor in objective_names(config) and config.monitor != "val_loss",

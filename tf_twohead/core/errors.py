@@ -52,6 +52,12 @@ class RunExistsError(TwoHeadError, RuntimeError):
 
 
 @public
+@public
+class DivergedError(TwoHeadError, RuntimeError):
+    """Training produced a non-finite loss; nothing of that epoch was saved."""
+
+
+@public
 class ExportError(TwoHeadError, RuntimeError):
     """The model cannot be converted as asked; the message says why and what to do."""
 

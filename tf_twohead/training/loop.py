@@ -19,6 +19,7 @@ import keras
 from tf_twohead import models
 from tf_twohead.config import Config
 from tf_twohead.core.best import TIE_BREAK, rank_key
+from tf_twohead.core.errors import DivergedError
 from tf_twohead.core.fileio import atomic_path, atomic_write_json
 from tf_twohead.core.run_folder import BEST, CURVES, HISTORY, LAST, LOGS, STATE
 from tf_twohead.data.pipeline import checked_splits
@@ -83,6 +84,28 @@ def save_for_inference(model: keras.Model, path: Path) -> Path:
     return Path(path)
 
 
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """End the run when an epoch's training loss is NaN or infinite, before anything of
+    that epoch is saved (it runs first), as Keras' `TerminateOnNaN` would stop it, but as
+    a `DivergedError` the command line turns into one line: a diverged model never
+    becomes `best.keras` or `last.keras`, and `--resume` (say with a lower learning
+    rate) starts again from the last good epoch.
+    Checked per epoch, so the training steps stay asynchronous."""
+
+    def __init__(self, learning_rate: float):
+        super().__init__()
+        self.learning_rate = learning_rate
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise DivergedError(
+                f"Training diverged: the loss of epoch {epoch + 1} is {float(loss)}. Nothing "
+                f"of that epoch was saved ({BEST} and {LAST} are from the epochs before). "
+                f"Lower train.learning_rate (now {self.learning_rate:g}) or check the data, "
+                "then --resume (from the last good epoch) or --overwrite.")
+
+
 class HistoryCSV(keras.callbacks.CSVLogger):
     """Keras' CSVLogger with epochs counted from 1, as everything a person reads."""
 
@@ -115,9 +138,11 @@ def load_run_splits(cfg: Config) -> dict:
 
 def run_callbacks(cfg: Config, folder: Path, checkpoint: RunCheckpoint, append: bool,
                   logs_dir: Path, extra: list | None = None) -> list:
-    """The callbacks of one fit into a run folder: the step schedule (if any),
-    `history.csv`, TensorBoard logs, the checkpoint, `curves.png`, then `extra`."""
+    """The callbacks of one fit into a run folder: the non-finite loss stop, the step
+    schedule (if any), `history.csv`, TensorBoard logs, the checkpoint, `curves.png`,
+    then `extra`."""
     return [
+        StopOnNonFiniteLoss(cfg.train.learning_rate),  # first: before anything is saved
         *schedule_callbacks(cfg),
         HistoryCSV(str(Path(folder) / HISTORY), append=append),
         keras.callbacks.TensorBoard(str(logs_dir), profile_batch=0),
