@@ -73,3 +73,46 @@ def test_a_non_finite_loss_ends_the_run_before_the_epoch_is_saved(tmp_path):
     with pytest.raises(tt.DivergedError):
         keras.callbacks.CallbackList([stop, checkpoint]).on_epoch_end(0, {"loss": float("nan")})
     assert saved == [] and not (tmp_path / "best.keras").exists()
+
+
+def test_predict_globs_end_over_symlink_loops_and_a_bomb_header_is_a_per_file_error(
+        tmp_path):
+    import io
+
+    from PIL import Image
+
+    from tf_twohead.data.images import ImageRefused, load_rgb
+    from tf_twohead.inference.files import expand_images
+
+    folder = tmp_path / "photos"
+    write_image(folder / "a.jpg")
+    (folder / "loop").symlink_to(folder)  # a link to itself: `**` must not follow it
+    found = expand_images([f"{folder}/**/*.jpg", str(folder)])
+    assert found == [folder / "a.jpg", folder / "a.jpg"]
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, "JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.find(b"\xff\xc0")  # the frame header: height, width at +5..+9
+    data[sof + 5:sof + 9] = (65500).to_bytes(2, "big") * 2
+    (folder / "bomb.jpg").write_bytes(bytes(data))
+    with pytest.raises(ImageRefused, match="MP budget"):  # an OSError: predict skips the file
+        load_rgb(folder / "bomb.jpg", 32)
+
+
+def test_predict_reports_a_refused_image_and_goes_on_to_the_rest(tmp_path, capsys):
+    from tf_twohead import cli, models
+
+    folder = tmp_path / "photos"
+    write_image(folder / "a.jpg")
+    data = bytearray((tmp_path / "photos" / "a.jpg").read_bytes())
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5:sof + 9] = (65500).to_bytes(2, "big") * 2
+    (folder / "b_bomb.jpg").write_bytes(bytes(data))
+    write_image(folder / "c.jpg", seed=2)
+    model = tmp_path / "m.keras"
+    models.build("two_head", 32, head_width=8).save(model)
+    assert cli.main(["predict", str(model), str(folder), "--save", str(tmp_path / "p.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "b_bomb.jpg: error:" in err and "Traceback" not in err
+    rows = (tmp_path / "p.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[1].endswith(tuple("0123456789")) and "c.jpg" in rows[2]

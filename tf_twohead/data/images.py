@@ -47,7 +47,12 @@ def load_rgb(path, size: int | None = None,
         OSError: the file is missing, truncated or not an image; `ImageRefused` when
             it is over `max_pixels`.
     """
-    with Image.open(path) as img:
+    try:
+        opened = Image.open(path)
+    except Image.DecompressionBombError as e:  # Pillow's own limit, past ours: same refusal
+        raise ImageRefused(f"{e}; over the {max_pixels / 1e6:g} MP budget "
+                           "(data.max_image_pixels)") from None
+    with opened as img:
         width, height = img.size
         if width * height > max_pixels:
             raise ImageRefused(f"{width}x{height} is {width * height / 1e6:.1f} MP, over the "

@@ -22,7 +22,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 
 def expand_images(items: list[str]) -> list[Path]:
-    """Image files from files, folders (recursively, by suffix) and glob patterns."""
+    """Image files from files, folders (recursively, by suffix) and glob patterns; a
+    symlinked folder is never descended into, so a link loop cannot hang the search."""
     found: list[Path] = []
     for item in items:
         path = Path(item)
@@ -32,7 +33,7 @@ def expand_images(items: list[str]) -> list[Path]:
         elif path.is_file():
             found.append(path)
         elif glob.has_magic(item):
-            matches = sorted(Path(p) for p in glob.glob(item, recursive=True))
+            matches = sorted(_glob(item))
             if not matches:
                 raise FileNotFoundError(f"No file matches {item}")
             found += [p for p in matches if p.is_file()]
@@ -41,6 +42,15 @@ def expand_images(items: list[str]) -> list[Path]:
     if not found:
         raise FileNotFoundError(f"No images ({', '.join(IMAGE_SUFFIXES)}) in {' '.join(items)}")
     return found
+
+
+def _glob(pattern: str):
+    """The files a glob pattern matches, through pathlib, whose `**` never descends into
+    a symlinked folder (the `glob` module's follows a symlink to `.` for ever)."""
+    parts = Path(pattern).parts
+    first = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    base = Path(*parts[:first]) if first else Path(".")
+    return base.glob(str(Path(*parts[first:])))
 
 
 def predict_one(predictor, path: Path) -> dict:
