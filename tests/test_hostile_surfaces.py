@@ -116,3 +116,50 @@ def test_predict_reports_a_refused_image_and_goes_on_to_the_rest(tmp_path, capsy
     assert "b_bomb.jpg: error:" in err and "Traceback" not in err
     rows = (tmp_path / "p.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[1].endswith(tuple("0123456789")) and "c.jpg" in rows[2]
+
+
+def tiny_tflite(path, size, outputs):
+    """A small `.tflite` with an 'image' input of `size` and the given outputs (name ->
+    width), as a stranger could craft one."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec((1, size, size, 3), tf.uint8, name="image")])
+    def serve(image):
+        mean = tf.reduce_mean(tf.cast(image, tf.float32), axis=[1, 2])[:, :1]
+        return {name: tf.nn.softmax(tf.tile(mean, [1, width])) for name, width in outputs.items()}
+
+    module = tf.Module()
+    module.serve = serve
+    saved = str(path) + ".saved"
+    tf.saved_model.save(module, saved, signatures={"serving_default": serve})
+    path.write_bytes(tf.lite.TFLiteConverter.from_saved_model(saved).convert())
+    return path
+
+
+def test_crafted_tflite_files_are_one_line_errors(tmp_path, capsys):
+    import json
+    import zipfile
+
+    from tf_twohead import cli
+
+    image = write_image(tmp_path / "x.jpg")
+    huge = tiny_tflite(tmp_path / "huge.tflite", 8000, {"main": 1})  # would upscale each image
+    assert cli.main(["predict", str(huge), str(image)]) == 2
+    err = capsys.readouterr().err
+    assert "huge.tflite: its input is [1, 8000, 8000, 3]" in err and "Traceback" not in err
+
+    softmax = tiny_tflite(tmp_path / "soft.tflite", 32, {"probs": 3})
+    meta = {"format": "tf-twohead", "class_names": ["a", "b", "c", "d", "e"], "kind": "softmax",
+            "heads": {"main": {"positive_ids": [4], "threshold": None}}}
+    with zipfile.ZipFile(softmax, "a") as archive:
+        archive.writestr("tf_twohead_metadata.json", json.dumps(meta))
+    assert cli.main(["predict", str(softmax), str(image)]) == 2
+    err = capsys.readouterr().err
+    assert "do not fit its 3 softmax outputs" in err and "Traceback" not in err
+
+    deep = tiny_tflite(tmp_path / "deep.tflite", 32, {"main": 1})
+    with zipfile.ZipFile(deep, "a") as archive:
+        archive.writestr("tf_twohead_metadata.json", "[" * 100_000 + "]" * 100_000)
+    assert cli.main(["predict", str(deep), str(image)]) == 2
+    err = capsys.readouterr().err
+    assert "not readable JSON (RecursionError" in err and "Traceback" not in err

@@ -107,7 +107,7 @@ def read(tflite_path: str | os.PathLike) -> dict | None:
     except (zipfile.BadZipFile, KeyError):
         return None
     except (ValueError, UnicodeDecodeError, zipfile.LargeZipFile, NotImplementedError,
-            OSError, EOFError) as e:
+            OSError, EOFError, RecursionError) as e:  # RecursionError: JSON nested too deep
         raise ModelFileError(f"{tflite_path}: its embedded metadata ({METADATA_NAME}) is not "
                              f"readable JSON ({type(e).__name__}: {str(e)[:120]}). Export it "
                              "again with tf-twohead convert.") from None

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from tf_twohead.config import load_config
+from tf_twohead.config.limits import UPPER
 from tf_twohead.core.api import public
 from tf_twohead.core.decisions import decide, default_threshold
 from tf_twohead.core.defaults import DEFAULT_CLASS_NAMES, DEFAULT_HEADS, SOFTMAX_OUTPUT
@@ -30,6 +31,9 @@ from tf_twohead.core.quiet import native_stderr_silenced
 from tf_twohead.core.run_folder import CONFIG, EXPORTS
 from tf_twohead.data.images import load_rgb
 from tf_twohead.inference import metadata
+
+MAX_IMG_SIZE = UPPER["data.img_size"]  # a larger input than a config may ask for: not ours
+MAX_BATCH = 1024
 
 
 def find_run_config(model_path: str | Path):
@@ -54,6 +58,8 @@ class KerasRunner:
         self.model = load_model(path)
         self.img_size = int(self.model.inputs[0].shape[1])
         self.output_names = list(self.model.output_names)
+        self.output_widths = {name: int(t.shape[-1])
+                              for name, t in zip(self.output_names, self.model.outputs)}
         self.params = int(self.model.count_params())
         spec = tf.TensorSpec((None, self.img_size, self.img_size, 3), tf.uint8)
         model = self.model
@@ -81,12 +87,23 @@ class TFLiteRunner:
             raise ModelFileError(f"{path} has no 'serving_default' signature (found "
                                  f"{sorted(signatures)}); convert it with `tf-twohead convert`.")
         self.runner = self.interpreter.get_signature_runner("serving_default")
-        shape = self.runner.get_input_details()["image"]["shape"]
+        inputs = self.runner.get_input_details()
+        if set(inputs) != {"image"}:
+            raise ModelFileError(f"{path}: its signature takes {sorted(inputs)}, not one "
+                                 "'image'; convert it with `tf-twohead convert`.")
+        shape = [int(n) for n in inputs["image"]["shape"]]
+        if (len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3
+                or not 1 <= shape[0] <= MAX_BATCH or not 16 <= shape[1] <= MAX_IMG_SIZE):
+            raise ModelFileError(f"{path}: its input is {shape}; tf-twohead's models take "
+                                 f"(batch <= {MAX_BATCH}, S, S, 3) images with S in "
+                                 f"16..{MAX_IMG_SIZE}. Is it a tf-twohead export?")
         with native_stderr_silenced():  # the delegate says hello at the first call
             self.runner(image=np.zeros(shape, np.uint8))
         self.img_size = int(shape[1])
         self.batch = int(shape[0])  # 1 for our exports: static shapes run faster
         self.output_names = sorted(signatures["serving_default"]["outputs"])
+        self.output_widths = {name: int(d["shape"][-1])
+                              for name, d in self.runner.get_output_details().items()}
         self.params = None  # not stored in the flatbuffer; see the metadata
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -140,6 +157,14 @@ class Predictor:
             known = dict(cfg.model.heads) if cfg else dict(DEFAULT_HEADS)
             self.thresholds = {}
         heads = dict(heads) if heads is not None else known
+        if self.kind == "softmax":  # its heads read class columns: each must exist
+            width = self.runner.output_widths[SOFTMAX_OUTPUT]
+            bad = {h: ids for h, ids in heads.items() if any(not 0 <= i < width for i in ids)}
+            if bad or len(self.class_names) != width:
+                raise ModelFileError(
+                    f"{self.path}: its heads {bad or dict(heads)} and {len(self.class_names)} "
+                    f"class names do not fit its {width} softmax outputs. Pass heads that "
+                    "name its classes, or export it again with tf-twohead convert.")
         if self.kind == "two_head":  # the model's outputs, in the configured order
             order = [n for n in heads if n in self.output_names]
             order += [n for n in self.output_names if n not in order]
