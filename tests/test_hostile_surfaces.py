@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 from conftest import write_dataset, write_image
 
@@ -163,3 +164,32 @@ def test_crafted_tflite_files_are_one_line_errors(tmp_path, capsys):
     assert cli.main(["predict", str(deep), str(image)]) == 2
     err = capsys.readouterr().err
     assert "not readable JSON (RecursionError" in err and "Traceback" not in err
+
+
+def test_a_symlinked_audit_folder_or_marker_is_refused(tmp_path):
+    root = write_dataset(tmp_path / "ds", per_class=(2, 2, 2))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (root / "audit").symlink_to(elsewhere)
+    with pytest.raises(tt.DataError, match="is a symlink"):
+        tt.audit(root, img_size=32, progress=False,
+                 overrides=[f"data.cache_dir={tmp_path / 'cache'}"])
+    (root / "audit").unlink()
+    (root / "audit").mkdir()
+    (root / "audit" / ".tf_twohead_audit").symlink_to(tmp_path / "nowhere")  # dangling
+    with pytest.raises(tt.DataError, match="is a symlink"):
+        tt.audit(root, img_size=32, progress=False,
+                 overrides=[f"data.cache_dir={tmp_path / 'cache'}"])
+    assert list(elsewhere.iterdir()) == [] and not (tmp_path / "nowhere").exists()
+
+
+def test_a_malformed_cache_is_rebuilt_not_a_traceback(tmp_path):
+    from tf_twohead.data.cache import load_split
+
+    root = write_dataset(tmp_path / "ds", per_class=(2, 2, 2))
+    first = load_split(root, "train", 32, 3, cache_dir=tmp_path / "cache", progress=False)
+    (meta,) = (tmp_path / "cache").glob("train-*/meta.json")
+    for broken in ("{not json", "[]", '{"bad": {"99": "x"}, "hashes": []}'):
+        meta.write_text(broken)
+        again = load_split(root, "train", 32, 3, cache_dir=tmp_path / "cache", progress=False)
+        np.testing.assert_array_equal(np.asarray(again.images), np.asarray(first.images))

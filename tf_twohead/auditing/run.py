@@ -164,6 +164,9 @@ def _load(cfg, root: Path, progress: bool) -> dict:
 
 def _write(result: AuditResult, images: dict) -> None:
     out = result.out
+    if out.is_symlink() or (out / MARKER).is_symlink():  # would redirect the writes
+        raise DataError(f"{out} (or its {MARKER}) is a symlink; the audit writes only into a "
+                        "real folder. Choose another --out.")
     out.mkdir(parents=True, exist_ok=True)
     if (out / MARKER).is_file():  # an earlier audit's files: none may outlive this one
         for name in OUTPUTS:

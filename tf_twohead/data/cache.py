@@ -116,12 +116,10 @@ def scan_split(root: str | Path, split: str, img_size: int, num_classes: int,
     rows, problems = read_split(csv_path, num_classes)
     folder = cache_folder(cache_dir or Config().cache_dir, csv_path, rows, split, img_size,
                            max_pixels)
-    meta_path = folder / "meta.json"
     if not rows:
         images, meta = np.zeros((0, img_size, img_size, 3), np.uint8), {"bad": {}, "hashes": []}
-    elif meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        images = np.load(folder / "images.npy", mmap_mode="r")
+    elif (cached := _cached(folder, len(rows), img_size)) is not None:
+        meta, images = cached
     else:
         meta, images = _build(folder, csv_path, rows, img_size, workers,
                               f"Decoding {split} ({csv_path})" if progress else None,
@@ -136,6 +134,21 @@ def scan_split(root: str | Path, split: str, img_size: int, num_classes: int,
     kept_rows = [rows[i] for i in keep]
     return SplitData(split, images, np.array([r.class_id for r in kept_rows], np.int64),
                      kept_rows, hashes=[meta["hashes"][i] for i in keep]), problems
+
+
+def _cached(folder: Path, rows: int, img_size: int):
+    """`(meta, images)` of a complete cache that fits the rows, or None when there is none
+    or it is broken (a malformed `meta.json`, an array of another shape): it is rebuilt."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        images = np.load(folder / "images.npy", mmap_mode="r")
+        fits = (isinstance(meta, dict) and isinstance(meta.get("bad"), dict)
+                and isinstance(meta.get("hashes"), list) and len(meta["hashes"]) == rows
+                and all(str(i).isdigit() and int(i) < rows for i in meta["bad"])
+                and images.dtype == np.uint8 and images.shape == (rows, img_size, img_size, 3))
+    except (OSError, ValueError, RecursionError):
+        return None
+    return (meta, images) if fits else None
 
 
 def describe(split: str, root: str | Path) -> str:
