@@ -1,10 +1,10 @@
 """tf-twohead: small, fast multi-head image classifiers (ShuffleNetV2) for Keras 3.
 
-The public API is re-exported lazily (PEP 562): `import tf_twohead` loads neither
-TensorFlow nor Keras, so the CLI can check a user's arguments and quiet TensorFlow's
-logging before TensorFlow loads. The package's Keras classes are registered the moment
-Keras is imported (see `tf_twohead.inference.saving`), so a `.keras` file loads with plain
-`keras.saving.load_model` after `import tf_twohead`:
+The public API (every name declared `@public` where it is defined, `core.api`) is
+served lazily (PEP 562): `import tf_twohead` loads neither TensorFlow nor Keras, so the
+CLI can check a user's arguments and quiet TensorFlow's logging before TensorFlow loads.
+The package's Keras classes are registered the moment Keras is imported, so a `.keras`
+file loads with plain `keras.saving.load_model` after `import tf_twohead`:
 
 >>> import tf_twohead as tt
 >>> cfg = tt.load_config("configs/two_head.yaml", ["data.root=demo_data"])

@@ -35,6 +35,7 @@ def public(obj):
     return obj
 
 
+@functools.cache
 def _modules() -> dict[str, str]:
     """`{dotted module name: source text}` of every module of the package."""
     found = {}
