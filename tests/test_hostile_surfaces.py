@@ -193,3 +193,16 @@ def test_a_malformed_cache_is_rebuilt_not_a_traceback(tmp_path):
         meta.write_text(broken)
         again = load_split(root, "train", 32, 3, cache_dir=tmp_path / "cache", progress=False)
         np.testing.assert_array_equal(np.asarray(again.images), np.asarray(first.images))
+
+
+def test_a_full_disk_names_the_file_being_written(tmp_path):
+    import errno
+
+    from tf_twohead.cli.console import os_error
+    from tf_twohead.core.fileio import atomic_path
+
+    target = tmp_path / "run" / "best.keras"
+    with pytest.raises(OSError) as raised, atomic_path(target):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as h5py and zipfile raise it
+    assert raised.value.filename == str(target)
+    assert str(target) in os_error("train", raised.value) and not list(target.parent.iterdir())

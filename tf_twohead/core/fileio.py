@@ -44,6 +44,10 @@ def atomic_path(path: str | os.PathLike):
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:
+        if e.filename is None or str(e.filename) == str(tmp):  # name the file meant
+            raise type(e)(e.errno, e.strerror or str(e), str(path)) from e
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
