@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 test: install
 	$(BIN)/python -m pytest
 
-# The quick loop: every test that neither trains nor converts a model (about 2 min).
+# The quick loop: every test that neither trains nor converts a model (3.6 min on 2 AVX2 cores).
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
 
