@@ -23,9 +23,24 @@ def listing(folder):
 
 
 @pytest.mark.slow
-def test_overwrite_leaves_nothing_of_the_previous_run(dataset, tmp_path):
-    cfg = tiny_config(tmp_path, dataset, "train.epochs=1", "train.steps_per_epoch=2")
-    tt.train(cfg, verbose=0)
+def test_a_run_folder_holds_the_run_and_overwrite_leaves_nothing_of_it(dataset, tmp_path):
+    cfg = tiny_config(tmp_path, dataset)
+    state = tt.train(cfg, verbose=0)
+    run = cfg.run_dir
+    for name in ("config.yaml", "best.keras", "last.keras", "history.csv", "curves.png",
+                 "train_state.json", run_folder.MARKER):
+        assert (run / name).is_file(), name
+    assert any((run / "logs").rglob("*tfevents*"))
+    history = pd.read_csv(run / "history.csv")
+    assert len(history) == 2
+    for column in ("main_f1", "aux_f1", "val_main_f1", "val_aux_auc", "main_precision",
+                   "aux_recall", "main_loss", "aux_loss"):
+        assert column in history
+    assert state["monitor"] == "val_main_f1"
+    assert state["best"] == pytest.approx(history["val_main_f1"].max())
+    assert state["best_epoch"] == best_epoch(history, "val_main_f1")[0]  # curves.png's mark
+    assert sorted(tt.load_model(run / "best.keras").output_names) == ["aux", "main"]
+
     tt.evaluate(cfg.run_dir, latency_images=2, progress=False)
     tt.to_tflite(cfg.run_dir, parity_images=8, progress=False)
     before = listing(cfg.run_dir)
@@ -33,6 +48,7 @@ def test_overwrite_leaves_nothing_of_the_previous_run(dataset, tmp_path):
                      "curves.png", "train_state.json", "last.keras"):
         assert produced in before, before
     (cfg.run_dir / "best.keras").write_bytes(b"the old model")
+    cfg = tiny_config(tmp_path, dataset, "train.epochs=1", "train.steps_per_epoch=2")
     tt.train(cfg, overwrite=True, verbose=0)
     after = listing(cfg.run_dir)
     # Only what this run wrote: no metrics, report or export of the old model survive,

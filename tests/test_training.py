@@ -17,26 +17,6 @@ from tf_twohead.training import resume as runs
 from tf_twohead.training import run as training
 
 
-@pytest.mark.slow
-def test_run_folder_contents(dataset, tmp_path):
-    cfg = tiny_config(tmp_path, dataset)
-    state = training.train(cfg, verbose=0)
-    run = cfg.run_dir
-    for name in ("config.yaml", "best.keras", "last.keras", "history.csv", "curves.png",
-                 "train_state.json"):
-        assert (run / name).is_file(), name
-    assert any((run / "logs").rglob("*tfevents*"))
-    history = pd.read_csv(run / "history.csv")
-    assert len(history) == 2
-    for column in ("main_f1", "aux_f1", "val_main_f1", "val_aux_auc", "main_precision",
-                   "aux_recall", "main_loss", "aux_loss"):
-        assert column in history
-    assert state["monitor"] == "val_main_f1"
-    assert state["best"] == pytest.approx(history["val_main_f1"].max())
-    model = keras.saving.load_model(run / "best.keras", compile=False)
-    assert sorted(model.output_names) == ["aux", "main"]
-
-
 def test_loss_is_weighted_two_to_one(dataset, tmp_path):
     cfg = tiny_config(tmp_path, dataset)
     model = tt.compile_model(pretrained.build_model(cfg), cfg)
