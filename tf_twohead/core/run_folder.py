@@ -117,9 +117,14 @@ def claim_run_dir(run_dir: Path) -> Path:
     new = not run_dir.exists() or not any(run_dir.iterdir())
     run_dir.mkdir(parents=True, exist_ok=True)
     if new:
-        atomic_write_json(run_dir / MARKER, {"created_by": "tf-twohead",
-                                             "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+        _mark(run_dir)
     return run_dir
+
+
+def _mark(folder: Path) -> None:
+    """Write the marker that makes `folder` tf-twohead's (the one thing `is_ours` reads)."""
+    atomic_write_json(folder / MARKER, {"created_by": "tf-twohead",
+                                        "created": time.strftime("%Y-%m-%d %H:%M:%S")})
 
 
 def is_ours(folder: Path) -> bool:
@@ -203,8 +208,7 @@ def claim_trial_dir(trial_dir: Path, search_dir: Path | None = None) -> Path:
                              "training into it.")
     trial_dir.mkdir(exist_ok=True)
     if not (trial_dir / MARKER).is_file():
-        atomic_write_json(trial_dir / MARKER, {"created_by": "tf-twohead",
-                                               "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+        _mark(trial_dir)
     return trial_dir
 
 
