@@ -86,8 +86,7 @@ def evaluate(args) -> int:
     model = resolve_model(args.model)
     if model.suffix == ".keras":
         console.load_tensorflow()
-    from tf_twohead.core import runtime
-    from tf_twohead.core import tables as reports
+    from tf_twohead.core import runtime, tables
     from tf_twohead.evaluation import evaluate as evaluation
 
     if model.suffix == ".keras":
@@ -96,7 +95,7 @@ def evaluate(args) -> int:
                                  args.target_precision, args.latency_images)
     print(f"Evaluated {model} ({result['format']}, {result['quantization']}) on the "
           f"{result['split']} split of {result['data']}: {result['images']:,} images")
-    print(reports.markdown_table(evaluation.head_table(result)))
+    print(tables.markdown_table(evaluation.head_table(result)))
     for name, m in result.get("at_target_precision", {}).get("heads", {}).items():
         if not m["reached_on_val"]:
             print(f"warning: {name}: no threshold reaches precision {args.target_precision:g} "
@@ -111,7 +110,7 @@ def evaluate(args) -> int:
 
 
 def compare(args) -> int:
-    from tf_twohead.core import tables as reports
+    from tf_twohead.core import tables
     from tf_twohead.evaluation import compare as comparison
     from tf_twohead.plots.curves import plot_runs
 
@@ -122,7 +121,7 @@ def compare(args) -> int:
             return 0
     table = comparison.compare(args.runs)
     if args.markdown:
-        print(reports.markdown_table(table, "{:.3f}"))
+        print(tables.markdown_table(table, "{:.3f}"))
     else:
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tf_twohead.core import tables as reports
+from tf_twohead.core import tables
 from tf_twohead.core.api import public
 from tf_twohead.core.defaults import SOFTMAX_OUTPUT
 from tf_twohead.core.fileio import atomic_write_json, atomic_write_text
@@ -153,12 +153,12 @@ def report_markdown(result: dict) -> str:
         top5 = f", top-5 {c['top5']:.4f}" if "top5" in c else ""
         classes = (f"\n\nClasses: accuracy {c['accuracy']:.4f}{top5}, macro F1 "
                    f"{c['macro_f1']:.4f}\n\n"
-                   + reports.markdown_table(class_table(result)))
+                   + tables.markdown_table(class_table(result)))
     return (
         f"# {result['exp']} ({result['kind']}, {result['img_size']} px, "
         f"{result['format']}/{result['quantization']}) on "
         f"{result['split']} ({result['images']} images)\n\n"
-        + reports.markdown_table(head_table(result))
+        + tables.markdown_table(head_table(result))
         + f"\n\nLatency (file -> probabilities, median, 1 image at a time): "
         f"{result['latency_ms']:.2f} ms; model file: {result['model_bytes'] / 1e6:.2f} MB"
         + classes + "\n"

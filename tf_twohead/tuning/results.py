@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from tf_twohead.config import Config, load_config, to_yaml
-from tf_twohead.core import tables as reports
+from tf_twohead.core import tables
 from tf_twohead.core.best import best_row
 from tf_twohead.core.fileio import atomic_write_text
 from tf_twohead.core.run_folder import CONFIG, TRIAL_FILE, TRIAL_PREFIX
@@ -179,4 +179,4 @@ def _markdown(table: pd.DataFrame, cfg: Config) -> str:
         if column in shown:
             shown[column] = shown[column].map(
                 lambda v: "" if pd.isna(v) else ("yes" if v else "no"))
-    return reports.markdown_table(shown, "{:.4g}")
+    return tables.markdown_table(shown, "{:.4g}")
