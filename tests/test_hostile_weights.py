@@ -8,6 +8,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from peak_memory import peak_mb
 from pth_writer import Storage, Tensor, contiguous, write_pth
 
 from tf_twohead import cli
@@ -21,11 +22,12 @@ def four_floats():
 
 @pytest.mark.parametrize("size, stride, offset, why", [
     ((65536,), (1,), 0, "past the 4 its storage holds"),  # would read process memory
-    ((2, 2), (1 << 40, 1), 0, "past the 4"),  # a huge stride (segfaulted before)
+    ((2, 2), (1 << 39, 1), 0, "past the 4"),  # a huge stride (segfaulted before)
     ((4,), (-1,), 3, "negative size, stride or offset"),
     ((4,), (1,), -2, "negative size, stride or offset"),
     ((-1,), (1,), 0, "negative size, stride or offset"),
-    ((1 << 40,), (0,), 0, "more than 1024 MiB"),  # stride 0: a tiny storage, a huge copy
+    ((1 << 36,), (0,), 0, "more than 1024 MiB"),  # stride 0: a tiny storage, a huge copy
+    ((4,), (1 << 40,), 0, "over 2\\*\\*40"),
     ((2, 2), (1,), 0, "one stride per size"),
     ((2.5,), (1,), 0, "must be integers"),
     ((1,) * 9, (1,) * 9, 0, "at most 8"),
@@ -112,4 +114,61 @@ def test_a_zip_member_that_unpacks_past_the_bound_is_refused_before_reading(tmp_
         archive.writestr("archive/data.pkl", b"\0" * (65 << 20))  # 64 KiB compressed
     assert path.stat().st_size < 1 << 20
     with pytest.raises(WeightsError, match="unpacks to"):
+        read_state_dict(path)
+
+
+def stride_zero_tensors(count: int, values: int = 1 << 27):
+    """`count` tensors of `values` floats each, all one stored float repeated (stride 0)."""
+    one = Storage("0", np.ones(1, np.float32))
+    return {f"layer{i}.weight": Tensor(one, 0, (values,), (0,)) for i in range(count)}
+
+
+def test_zero_strides_cannot_make_a_small_file_allocate_gigabytes(tmp_path):
+    path = tmp_path / "repeat.pth"
+    write_pth(path, stride_zero_tensors(8))  # 8 x 512 MiB of arrays from 4 stored bytes
+    assert path.stat().st_size < 2000
+    with pytest.raises(WeightsError, match="tensor 'layer0.weight'.*values repeated by zero"):
+        read_state_dict(path)
+    extra, outcome = peak_mb("from tf_twohead.pretrained.torchfile import read_state_dict",
+                             f"read_state_dict({str(path)!r})")
+    assert outcome.startswith("TorchFileError") and extra < 100, (extra, outcome)
+
+
+def test_a_few_tied_weights_still_load(tmp_path):
+    """Two names for one storage (tied weights) are legitimate: twice the stored bytes."""
+    shared = contiguous("0", np.arange(6, dtype=np.float32).reshape(2, 3))
+    path = tmp_path / "tied.pth"
+    write_pth(path, {"encoder.weight": shared, "decoder.weight": shared})
+    arrays = read_state_dict(path)
+    np.testing.assert_array_equal(arrays["encoder.weight"], arrays["decoder.weight"])
+
+
+HUGE = 1 << (8 * 20000)  # a 20,000-byte integer: arithmetic on such ran for minutes
+
+
+@pytest.mark.parametrize("offset, size, stride, numel", [
+    (0, (HUGE, 2), (1, 1), None), (0, (2, 2), (HUGE, HUGE), None), (HUGE, (2,), (1,), None),
+    (0, (2,), (1,), HUGE),
+], ids=["size", "stride", "offset", "numel"])
+def test_huge_integers_are_refused_before_any_arithmetic(tmp_path, offset, size, stride, numel):
+    path = tmp_path / "huge.pth"
+    storage = Storage("0", np.arange(4, dtype=np.float32), numel=numel)
+    write_pth(path, {"fc.weight": Tensor(storage, offset, size, stride)})
+    why = r"tensor .fc.weight.*(over 2\*\*40|declares 2\*\*160000\+)"
+    with pytest.raises(WeightsError, match=why) as err:
+        read_state_dict(path)
+    assert len(str(err.value)) < 400
+
+
+def test_an_encrypted_storage_is_refused_naming_the_tensor(tmp_path):
+    path = tmp_path / "locked.pth"
+    write_pth(path, {"fc.weight": contiguous("0", np.ones(4))})
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        local = archive.getinfo("archive/data/0").header_offset
+    central = data.rindex(b"PK\x01\x02")  # the last member's entry in the directory
+    data[local + 6] |= 1  # the "encrypted" flag bit, where an encrypting zip tool sets it
+    data[central + 8] |= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="tensor 'fc.weight'.*encrypted"):
         read_state_dict(path)
