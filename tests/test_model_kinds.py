@@ -35,6 +35,7 @@ def test_outputs_config_and_keras_round_trip(kind, saved):
     check_outputs(model, names, widths)
     check_config_round_trip(model)
     here = numpy_outputs(model, images(1))
+    assert int(reloaded[kind].pop("parameters")) == model.count_params()
     assert sorted(reloaded[kind]) == sorted(names)
     for name in names:
         np.testing.assert_allclose(reloaded[kind][name], here[name], atol=1e-6)

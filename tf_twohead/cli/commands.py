@@ -132,6 +132,9 @@ def predict(args) -> int:
     from tf_twohead.inference import files as predicting
 
     model = resolve_model(args.model)
+    if args.save and Path(args.save).is_dir():  # found now, not after every image
+        raise ValueError(f"--save {args.save} is a folder; give the CSV file to write, "
+                         f"e.g. --save {Path(args.save) / 'predictions.csv'}")
     images = predicting.expand_images(args.images)
     if model.suffix == ".keras":
         console.load_tensorflow()

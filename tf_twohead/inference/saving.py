@@ -21,6 +21,7 @@ import keras
 
 from tf_twohead.core.api import public
 from tf_twohead.core.errors import ModelFileError
+from tf_twohead.inference.keras_file import check_keras_file
 
 
 @public
@@ -32,8 +33,10 @@ def load_model(path, compile: bool = False) -> keras.Model:
         compile: bool. Restore the optimizer (with its state), losses and metrics, as
             `--resume` does. Defaults to False (inference).
 
-    Keras' `safe_mode` stays on (no Lambda layers, no arbitrary callables); any file
-    Keras refuses or cannot read is a `ModelFileError` naming it.
+    Keras' `safe_mode` stays on (no Lambda layers, no arbitrary callables). Before Keras
+    builds anything, `keras_file.check_keras_file` bounds the archive, the weights and
+    the parameters the config declares. Any file refused or unreadable is a
+    `ModelFileError` naming it.
 
     Example:
 
@@ -41,6 +44,9 @@ def load_model(path, compile: bool = False) -> keras.Model:
     """
     if not Path(path).is_file():
         raise FileNotFoundError(f"Model file not found: {path}")
+    if Path(path).suffix != ".keras":  # Keras would read a legacy .h5 unchecked
+        raise ModelFileError(f"{path}: expected a .keras file (Keras 3's zip format)")
+    check_keras_file(path)
     try:
         return keras.saving.load_model(path, compile=compile, safe_mode=True)
     except Exception as e:  # Keras raises many types for a file it refuses or cannot read
