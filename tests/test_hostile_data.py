@@ -10,6 +10,7 @@ import zlib
 import numpy as np
 import pytest
 from conftest import tiny_config, write_dataset, write_image
+from peak_memory import peak_mb
 from PIL import Image
 
 from tf_twohead import cli
@@ -136,3 +137,81 @@ def test_cli_reports_data_problems_in_one_line_per_row(tmp_path, capsys):
     assert code == 2 and "'/etc/passwd' outside the dataset folder" in err
     assert "Traceback" not in err
     assert not os.path.exists(tmp_path / "runs" / "two_head" / "best.keras")
+
+
+def test_a_split_past_max_rows_is_refused_before_it_is_parsed(tmp_path, capsys):
+    root = write_dataset(tmp_path / "ds", per_class=(2, 2, 2))
+    add_rows(root, "val", *[f"screens/val {i % 2}.jpg,2" for i in range(20)])
+    with pytest.raises(DataError, match=r"val.csv: 26 lines, more than data.max_rows=24 "):
+        read_split(root / "val.csv", 3, max_rows=24)  # refused before parsing
+    with pytest.raises(DataError, match=r"val.csv: 26 rows, more than data.max_rows=25 "):
+        read_split(root / "val.csv", 3, max_rows=25)  # one line fewer would be a header
+    assert len(read_split(root / "val.csv", 3, max_rows=26)[0]) == 26
+    code = cli.main(["train", "--config", "configs/two_head.yaml", f"data.root={root}",
+                     f"output_dir={tmp_path / 'runs'}", "data.img_size=32", "data.max_rows=10"])
+    err = capsys.readouterr().err
+    assert code == 2 and "val.csv: 26 lines, more than data.max_rows=10" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_many_rows_read_in_memory_proportional_to_the_rows(tmp_path):
+    """200,000 rows (the issue's 1 M took 93 s and 352 MB): well under 100 MB, checked
+    by folder listings and set look-ups, not one resolve per row."""
+    root = tmp_path / "ds"
+    (root / "screens").mkdir(parents=True)
+    for i in range(100):
+        (root / "screens" / f"{i}.jpg").write_bytes(b"x")
+    (root / "train.csv").write_text("".join(f"screens/{i % 101}.jpg,{i % 3}\n"
+                                            for i in range(200_000)))
+    extra, outcome = peak_mb("from tf_twohead.data.splits import read_split", f"""
+        rows, problems = read_split({str(root / 'train.csv')!r}, 3)
+        assert (len(rows), len(problems)) == (198_020, 1_980), (len(rows), len(problems))
+        assert problems[0].reason == "missing file" and problems[0].line == 101
+        """)
+    assert outcome == "done" and extra < 100, (extra, outcome)
+
+
+def test_the_fast_path_check_agrees_with_the_full_one(tmp_path):
+    """Every spelling a row can take gets the same answer from the folder listing as from
+    resolving it: links in and out, '..', '.', '//', absolute, a folder that is a file."""
+    from tf_twohead.data.rowpaths import PathChecker
+
+    root = write_dataset(tmp_path / "ds", per_class=(1, 1, 1))
+    outside = write_image(tmp_path / "outside.jpg")
+    (root / "out").symlink_to(tmp_path)  # a folder link leading out
+    (root / "docs").symlink_to(root / "documents")  # and one staying in
+    (root / "documents" / "link.jpg").symlink_to(outside)
+    (root / "documents" / "inner.jpg").symlink_to(root / "screens" / "train 0.jpg")
+    (root / "documents" / "folder.jpg").mkdir()
+    spellings = ["documents/train 0.jpg", "docs/train 0.jpg", "out/outside.jpg",
+                 "documents/link.jpg", "documents/inner.jpg", "documents/folder.jpg",
+                 "documents/../screens/train 0.jpg", "./documents/train 0.jpg",
+                 "documents//train 0.jpg", str(root / "documents" / "train 0.jpg"),
+                 "/documents/train 0.jpg", "train.csv", "documents/train 0.jpg/x",
+                 "nothing/train 0.jpg", "documents/nothing.jpg", "out/../train.csv"]
+    checker = PathChecker(root)
+    for path in spellings:
+        assert checker.problem(path) == checker.full_check(path), path
+
+
+def test_a_small_gzip_idx_cannot_unpack_gigabytes(tmp_path, capsys):
+    """A 1 MB gzip of zeros declaring 60,000 x 1,000 x 1,000 images used 2.2 GB: the
+    header's shape is bounded before a byte of data is read."""
+    import gzip
+
+    source = tmp_path / "idx"
+    source.mkdir()
+    for prefix, n in (("train", 60_000), ("t10k", 10_000)):
+        with gzip.open(source / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
+            f.write(bytes([0, 0, 8, 3]) + b"".join(v.to_bytes(4, "big") for v in (n, 1000, 1000)))
+            f.write(bytes(32 << 20))  # what follows the header does not matter: unread
+        with gzip.open(source / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
+            f.write(bytes([0, 0, 8, 1]) + n.to_bytes(4, "big") + bytes(n))
+    extra, outcome = peak_mb("from tf_twohead.data.sources import load_fashion_mnist",
+                             f"load_fashion_mnist({str(source)!r})")
+    assert outcome.startswith("DataError") and "more than the 256 MiB" in outcome
+    assert extra < 50, extra
+    code = cli.main(["data", "fashion-mnist", str(tmp_path / "out"), "--source", str(source)])
+    err = capsys.readouterr().err
+    assert code == 2 and "train-images-idx3-ubyte.gz declares shape (60000, 1000, 1000)" in err
+    assert "Traceback" not in err

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
+from peak_memory import peak_mb
 from PIL import Image
 
-from tf_twohead.data.images import draft_scale, load_rgb
+from tf_twohead.data.images import RESAMPLE, draft_scale, load_rgb, to_rgb
 
 
 def _landscape():
@@ -48,6 +49,40 @@ def test_transparent_pixels_become_white(tmp_path):
     path = tmp_path / "t.png"
     Image.new("RGBA", (8, 8), (0, 0, 0, 0)).save(path)
     assert (load_rgb(path) == 255).all()
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P"])
+def test_alpha_images_shrink_before_compositing_to_the_same_picture(tmp_path, mode):
+    """Resizing first (Pillow premultiplies alpha) then compositing on white gives what
+    compositing at full size then resizing gave, within rounding."""
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (120, 90, 4), dtype=np.uint8)
+    rgba[:40, :, 3] = 0  # a transparent band, a half-transparent one, an opaque rest
+    rgba[40:80, :, 3] = 128
+    rgba[80:, :, 3] = 255
+    img = Image.fromarray(rgba, "RGBA")
+    if mode == "LA":
+        img = img.convert("LA")
+    elif mode == "P":
+        img = img.convert("P", palette=Image.Palette.ADAPTIVE)
+        img.info["transparency"] = 0
+    path = tmp_path / f"a.{mode}.png"
+    img.save(path)
+    with Image.open(path) as saved:
+        full = to_rgb(saved.convert("RGBA") if mode == "P" else saved)
+        before = np.asarray(full.resize((32, 32), RESAMPLE), np.int16)
+    after = load_rgb(path, 32).astype(np.int16)
+    assert np.abs(after - before).max() <= 2
+
+
+def test_a_big_rgba_png_decodes_in_twice_its_pixels(tmp_path):
+    """40 MP RGBA (inside the budget, 160 MB decoded): the decoded image and one
+    premultiplied copy, not the five full-size copies (+764 MB) compositing first took."""
+    path = tmp_path / "big.png"
+    Image.new("RGBA", (8000, 5000), (10, 200, 30, 128)).save(path, compress_level=1)
+    extra, outcome = peak_mb("from tf_twohead.data.images import load_rgb",
+                             f"assert load_rgb({str(path)!r}, 64).shape == (64, 64, 3)")
+    assert outcome == "done" and extra < 400, (extra, outcome)
 
 
 def test_large_jpeg_is_resized(tmp_path):

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from conftest import write_image
 
-from tf_twohead.data.splits import DataError, apply_bad_image_policy, encode_targets, read_split
+from tf_twohead.data.problems import apply_bad_image_policy
+from tf_twohead.data.splits import DataError, encode_targets, read_split
 
 
 def _images(root, *paths):

@@ -40,8 +40,8 @@ def rows_table(splits: dict[str, SplitData], class_names: list[str],
     parts = []
     for name, split in splits.items():
         parts.append(pd.DataFrame({
-            "split": name, "line": [r.line for r in split.rows],
-            "path": [r.path for r in split.rows], "class_id": split.class_ids,
+            "split": name, "line": split.rows.lines, "path": split.rows.paths,
+            "class_id": split.class_ids,
             "file_hash": split.hashes or [""] * len(split)}))
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     table["class_name"] = [class_names[i] for i in table["class_id"]]

@@ -18,6 +18,7 @@ import pandas as pd
 
 from tf_twohead.core.defaults import SOFTMAX_OUTPUT
 from tf_twohead.data.cache import SplitData
+from tf_twohead.data.splits import Rows
 
 
 def stratified_folds(class_ids: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
@@ -119,8 +120,7 @@ def _normalised(probs: np.ndarray) -> np.ndarray:
 def _subset(split: SplitData, mask: np.ndarray, name: str) -> SplitData:
     keep = np.nonzero(mask)[0]
     return dataclasses.replace(split, name=name, images=np.asarray(split.images)[keep],
-                               class_ids=split.class_ids[keep],
-                               rows=[split.rows[i] for i in keep],
+                               rows=split.rows.take(keep),
                                hashes=[split.hashes[i] for i in keep] if split.hashes else [])
 
 
@@ -128,6 +128,5 @@ def pool(splits: dict[str, SplitData]) -> SplitData:
     """All splits as one, in the audit table's row order."""
     items = list(splits.values())
     return SplitData("all", np.concatenate([np.asarray(s.images) for s in items]),
-                     np.concatenate([s.class_ids for s in items]),
-                     [r for s in items for r in s.rows],
+                     Rows.concat([s.rows for s in items]),
                      hashes=[h for s in items for h in (s.hashes or [""] * len(s))])

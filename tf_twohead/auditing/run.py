@@ -32,7 +32,7 @@ from tf_twohead.core.api import public
 from tf_twohead.core.errors import DataError
 from tf_twohead.core.fileio import atomic_write_text
 from tf_twohead.data.cache import describe, keep_usable, scan_split
-from tf_twohead.data.splits import raise_bad_rows
+from tf_twohead.data.problems import raise_bad_rows
 
 MARKER = ".tf_twohead_audit"  # an audit folder: its report files may be replaced
 OUTPUTS = ("duplicates.csv", "label_issues.csv", "balance.csv", "summary.md", "leakage.png",
@@ -128,8 +128,8 @@ def audit(root, config=None, out=None, *, threshold: int = DEFAULT_THRESHOLD,
         duplicates=found, label_issues=issues,
         balance=findings.balance(splits, names, heads),
         shapes=findings.image_shapes(root, splits), summary="", out=out)
-    images = {(name, row.line): split.images[i] for name, split in splits.items()
-              for i, row in enumerate(split.rows)}
+    images = {(name, line): split.images[i] for name, split in splits.items()
+              for i, line in enumerate(split.rows.lines)}
     settings = {"threshold": threshold, "min_similarity": min_similarity, **pair_counts,
                 "decode seconds": decoded - start, "hash seconds": hashed - decoded,
                 "folds": folds, "epochs": epochs, "img_size": img_size,
@@ -153,7 +153,8 @@ def _load(cfg, root: Path, progress: bool) -> dict:
     `data.on_bad_image=skip`); single-class heads are reported, not raised."""
     data = cfg.data
     scanned = {name: scan_split(root, name, data.img_size, len(data.class_names),
-                                cfg.cache_dir, data.workers, progress, data.max_image_pixels)
+                                cfg.cache_dir, data.workers, progress, data.max_image_pixels,
+                                data.max_rows)
                for name in SPLITS}
     if data.on_bad_image == "error":
         raise_bad_rows({describe(name, root): problems

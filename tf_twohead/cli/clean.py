@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tf_twohead.config import load_config
 from tf_twohead.core import run_folder
+from tf_twohead.core.defaults import MAX_SPLIT_ROWS
 from tf_twohead.core.errors import ConfigError
 from tf_twohead.core.run_folder import (
     CONFIG,
@@ -116,7 +117,8 @@ def stale(folder: Path) -> str | None:
     if not Path(csv).is_file():
         return f"its CSV is gone ({csv})"
     try:
-        rows, _ = read_split(csv, meta.get("classes") or 1 << 30)
+        rows, _ = read_split(csv, meta.get("classes") or 1 << 30,
+                             max(MAX_SPLIT_ROWS, int(meta.get("rows", 0))))
         expected = cache_folder(folder.parent, Path(csv), rows, meta["split"], meta["size"],
                                 meta.get("max_pixels", 0))
     except (OSError, ValueError, KeyError, TypeError):

@@ -20,14 +20,15 @@ MAX_HEAD_WIDTH = 65536
 # Upper bounds far above any real use, so a typo (1e20) is an error, not a crash later.
 UPPER = {
     "data.img_size": 4096, "data.workers": 256, "data.rotation": 180.0,
-    "data.max_image_pixels": 1_000_000_000, "model.head_width": MAX_HEAD_WIDTH,
+    "data.max_image_pixels": 1_000_000_000, "data.max_rows": 100_000_000,
+    "model.head_width": MAX_HEAD_WIDTH,
     "train.epochs": 100_000, "train.batch_size": 65536, "train.steps_per_epoch": 10**9,
     "train.freeze_epochs": 100_000, "train.lr_step_epochs": 100_000,
     "tune.max_trials": 100_000, "tune.epochs": 100_000, "tune.latency_images": 100_000,
     # A learning rate past 10 only ever diverges (Adam steps are ~lr per weight).
     "train.learning_rate": 10.0, "train.lr_gamma": 1000.0,
 }
-LOWER = {"data.workers": 0, "data.rotation": 0.0, "data.max_image_pixels": 1,
+LOWER = {"data.workers": 0, "data.rotation": 0.0, "data.max_image_pixels": 1, "data.max_rows": 1,
          "train.learning_rate": 0.0}
 
 

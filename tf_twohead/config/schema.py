@@ -18,6 +18,7 @@ from tf_twohead.core.defaults import (
     DEFAULT_LOSS_WEIGHTS,
     DEFAULT_MONITOR_HEAD,
     MAX_IMAGE_PIXELS,
+    MAX_SPLIT_ROWS,
 )
 
 
@@ -34,6 +35,7 @@ class DataConfig:
     workers: int = 0
     coarse: dict[str, list[int]] = field(default_factory=dict)
     max_image_pixels: int = MAX_IMAGE_PIXELS
+    max_rows: int = MAX_SPLIT_ROWS
     allow_single_class: bool = False
 
 

@@ -32,6 +32,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 BAD_IMAGE_POLICIES = ("error", "skip")
 # `data.max_image_pixels`'s default: a 40 MP phone photo decodes; a decompression bomb does not.
 MAX_IMAGE_PIXELS = 40_000_000
+# `data.max_rows`'s default: rows of one split (ImageNet's train split has 1.28 M).
+MAX_SPLIT_ROWS = 2_000_000
 INITS = ("torch", "keras")  # weight initialisation: PyTorch's defaults (the reference) or Keras'
 WEIGHT_DECAY_MODES = ("l2", "decoupled")  # PyTorch Adam's L2-in-the-gradient, or AdamW-style
 INTERPOLATIONS = ("nearest", "bilinear")

@@ -30,17 +30,11 @@ from tqdm import tqdm
 
 from tf_twohead.config import Config
 from tf_twohead.core.api import public
-from tf_twohead.core.defaults import MAX_IMAGE_PIXELS
+from tf_twohead.core.defaults import MAX_IMAGE_PIXELS, MAX_SPLIT_ROWS
 from tf_twohead.core.fileio import atomic_path, atomic_write_json, reserve_space
 from tf_twohead.data.images import load_rgb
-from tf_twohead.data.splits import (
-    DataError,
-    Problem,
-    Row,
-    apply_bad_image_policy,
-    read_split,
-    split_csv,
-)
+from tf_twohead.data.problems import Problem, apply_bad_image_policy
+from tf_twohead.data.splits import DataError, Rows, read_split, split_csv
 
 CACHE_VERSION = 3  # 2: content hashes, the pixel budget in the key; 3: JPEG draft by pixels
 MAX_FILE_BYTES = 512 << 20  # an image file larger than this is refused unread
@@ -48,33 +42,36 @@ MAX_FILE_BYTES = 512 << 20  # an image file larger than this is refused unread
 
 @dataclasses.dataclass
 class SplitData:
-    """A validated split: resized RGB pixels and class ids, row-aligned.
+    """A validated split: resized RGB pixels and their rows, row-aligned.
 
     Attributes:
         name: str. "train", "val" or "test".
         images: uint8 array `(N, S, S, 3)`, memory-mapped from the cache.
-        class_ids: int64 array `(N,)`.
-        rows: list of `Row`, the CSV origin of each image.
+        rows: `Rows`, the CSV origin of each image (its file, line and path) and its
+            class id (`class_ids`, an int64 array `(N,)`, is `rows.class_ids`).
         dropped: str. Summary of rows skipped under `on_bad_image=skip`.
         hashes: list of str. A hash of each image file's bytes, row-aligned.
     """
 
     name: str
     images: np.ndarray
-    class_ids: np.ndarray
-    rows: list[Row]
+    rows: Rows
     dropped: str = ""
     hashes: list[str] = dataclasses.field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.rows)
 
+    @property
+    def class_ids(self) -> np.ndarray:
+        return self.rows.class_ids
+
 
 @public
 def load_split(root: str | Path, split: str, img_size: int, num_classes: int,
                on_bad_image: str = "error", cache_dir: str | Path | None = None,
                workers: int = 0, progress: bool = True,
-               max_pixels: int = MAX_IMAGE_PIXELS) -> SplitData:
+               max_pixels: int = MAX_IMAGE_PIXELS, max_rows: int = MAX_SPLIT_ROWS) -> SplitData:
     """Read, validate and cache one split of a dataset.
 
     Args:
@@ -90,18 +87,20 @@ def load_split(root: str | Path, split: str, img_size: int, num_classes: int,
         workers: int. Decoding threads; 0 means one per CPU core.
         progress: bool. Show a progress bar while decoding.
         max_pixels: int. Images with more pixels are bad rows, refused before decoding.
+        max_rows: int. A split file of more rows is refused before it is parsed.
 
     Returns:
         A `SplitData`.
     """
     scanned, problems = scan_split(root, split, img_size, num_classes, cache_dir, workers,
-                                   progress, max_pixels)
+                                   progress, max_pixels, max_rows)
     return keep_usable(scanned, problems, on_bad_image, describe(split, root))
 
 
 def scan_split(root: str | Path, split: str, img_size: int, num_classes: int,
                cache_dir: str | Path | None = None, workers: int = 0, progress: bool = True,
-               max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[SplitData, list[Problem]]:
+               max_pixels: int = MAX_IMAGE_PIXELS,
+               max_rows: int = MAX_SPLIT_ROWS) -> tuple[SplitData, list[Problem]]:
     """Check every row of a split in one pass and cache the images that decode.
 
     Row problems (malformed, unknown class id, missing file) do not stop the scan: the
@@ -113,7 +112,7 @@ def scan_split(root: str | Path, split: str, img_size: int, num_classes: int,
         found, in CSV line order. Nothing is raised for bad rows; see `keep_usable`.
     """
     csv_path = split_csv(root, split)
-    rows, problems = read_split(csv_path, num_classes)
+    rows, problems = read_split(csv_path, num_classes, max_rows)
     folder = cache_folder(cache_dir or Config().cache_dir, csv_path, rows, split, img_size,
                            max_pixels)
     if not rows:
@@ -125,15 +124,16 @@ def scan_split(root: str | Path, split: str, img_size: int, num_classes: int,
                               f"Decoding {split} ({csv_path})" if progress else None,
                               max_pixels, num_classes)
     bad = {int(i): reason for i, reason in meta["bad"].items()}
-    problems += [Problem(rows[i].csv, rows[i].line, rows[i].path, "undecodable image", why)
+    problems += [Problem(rows.csvs[i], rows.lines[i], rows.paths[i], "undecodable image", why)
                  for i, why in sorted(bad.items())]
     problems.sort(key=lambda p: p.line)
-    keep = np.array([i for i in range(len(rows)) if i not in bad], dtype=np.int64)
-    if len(keep) < len(rows):
+    if bad:
+        keep = np.array([i for i in range(len(rows)) if i not in bad], dtype=np.int64)
         images = images[keep]  # copies only the good rows, once
-    kept_rows = [rows[i] for i in keep]
-    return SplitData(split, images, np.array([r.class_id for r in kept_rows], np.int64),
-                     kept_rows, hashes=[meta["hashes"][i] for i in keep]), problems
+        rows, hashes = rows.take(keep), [meta["hashes"][i] for i in keep]
+    else:
+        hashes = meta["hashes"]
+    return SplitData(split, images, rows, hashes=hashes), problems
 
 
 def _cached(folder: Path, rows: int, img_size: int):
@@ -165,12 +165,13 @@ def keep_usable(split: SplitData, problems: list[Problem], on_bad_image: str,
     return split
 
 
-def cache_folder(cache_dir, csv_path: Path, rows: list[Row], split: str, size: int,
+def cache_folder(cache_dir, csv_path: Path, rows: Rows, split: str, size: int,
                   max_pixels: int) -> Path:
     digest = hashlib.sha1(f"v{CACHE_VERSION}|{csv_path.resolve()}|{size}|{max_pixels}".encode())
-    for row in rows:
-        stat = (csv_path.parent / row.path).stat()
-        digest.update(f"|{row.line}|{row.path}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    root = csv_path.parent
+    for line, path in zip(rows.lines, rows.paths):
+        stat = os.stat(root / path)
+        digest.update(f"|{line}|{path}|{stat.st_size}|{stat.st_mtime_ns}".encode())
     return Path(cache_dir) / f"{split}-{size}px-{digest.hexdigest()[:16]}"
 
 
@@ -184,7 +185,7 @@ def decode_file(path: Path, size: int, max_pixels: int) -> tuple[np.ndarray, str
     return load_rgb(io.BytesIO(data), size, max_pixels), digest
 
 
-def _build(folder: Path, csv_path: Path, rows: list[Row], size: int, workers: int,
+def _build(folder: Path, csv_path: Path, rows: Rows, size: int, workers: int,
            description: str | None, max_pixels: int = MAX_IMAGE_PIXELS,
            num_classes: int | None = None):
     """Decode every row into `folder/images.npy`; remember the rows that failed."""
@@ -195,7 +196,7 @@ def _build(folder: Path, csv_path: Path, rows: list[Row], size: int, workers: in
 
     def decode(index: int):
         try:
-            return index, decode_file(root / rows[index].path, size, max_pixels)
+            return index, decode_file(root / rows.paths[index], size, max_pixels)
         except Exception as e:  # Pillow raises many types for broken files
             return index, f"{type(e).__name__}: {e}"
 

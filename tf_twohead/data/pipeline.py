@@ -21,7 +21,8 @@ import tensorflow as tf
 from tf_twohead.core.api import public
 from tf_twohead.data.cache import SplitData, describe, keep_usable, scan_split
 from tf_twohead.data.checks import check_heads, report_duplicates
-from tf_twohead.data.splits import encode_targets, raise_bad_rows
+from tf_twohead.data.problems import raise_bad_rows
+from tf_twohead.data.splits import encode_targets
 
 
 @public
@@ -117,7 +118,7 @@ def checked_splits(cfg, splits=("train", "val"), root: str | None = None, progre
     data = cfg.data
     root = root or data.root
     scanned = {name: scan_split(root, name, data.img_size, len(data.class_names), cfg.cache_dir,
-                                data.workers, progress, data.max_image_pixels)
+                                data.workers, progress, data.max_image_pixels, data.max_rows)
                for name in splits}
     if data.on_bad_image == "error":
         raise_bad_rows({describe(name, root): problems

@@ -19,6 +19,9 @@ grayscale -> RGB path is exercised too.
 from __future__ import annotations
 
 import gzip
+import math
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
+from tf_twohead.core.errors import DataError
 from tf_twohead.core.fileio import atomic_write_text
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
@@ -40,20 +44,41 @@ IDX_FILES = {
 }
 
 
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file (optionally gzipped) into a numpy array."""
+MAX_IDX_BYTES = 256 << 20  # Fashion-MNIST's training images are 47 MB
+
+
+def read_idx(path: str | Path, ndim: int | None = None) -> np.ndarray:
+    """Read an unsigned-byte IDX file (optionally gzipped) into a numpy array.
+
+    The header is read first and the shape it declares bounded (`MAX_IDX_BYTES`); then
+    exactly that many bytes are read, so a 1 MB gzip of zeros cannot unpack gigabytes.
+
+    Args:
+        path: str. The file (`*-idx3-ubyte` or `*-idx3-ubyte.gz`).
+        ndim: int or None. The dimensions it must have (3 for images, 1 for labels).
+    """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file.")
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if array.size != int(np.prod(shape)):
-        raise ValueError(f"{path} is truncated: expected {shape}, found {array.size} values.")
-    return array.reshape(shape)
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(4)
+            if len(head) < 4 or head[:3] != b"\0\0\x08" or not 1 <= head[3] <= 4:
+                raise DataError(f"{path} is not an unsigned-byte IDX file of 1 to 4 dimensions.")
+            if ndim is not None and head[3] != ndim:
+                raise DataError(f"{path} has {head[3]} dimensions; expected {ndim}.")
+            shape = struct.unpack(f">{head[3]}I", f.read(4 * head[3]))
+            size = math.prod(shape)
+            if size > MAX_IDX_BYTES:
+                raise DataError(f"{path} declares shape {shape} ({size:,} bytes), more than "
+                                f"the {MAX_IDX_BYTES >> 20} MiB an IDX file here may hold.")
+            data = f.read(size + 1)
+    except (OSError, EOFError, struct.error, zlib.error) as e:
+        raise DataError(f"{path}: not a readable IDX file ({type(e).__name__}: {e})") from None
+    if len(data) != size:
+        raise DataError(f"{path} is truncated: expected {shape}, found {len(data)} values."
+                        if len(data) < size else
+                        f"{path} holds more than the {shape} its header declares.")
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape)
 
 
 def load_fashion_mnist(source: str | Path | None = None):
@@ -68,7 +93,11 @@ def load_fashion_mnist(source: str | Path | None = None):
         for split, names in IDX_FILES.items():
             paths = [_find(folder, name) for name in names]
             if all(paths):
-                found[split] = tuple(read_idx(p) for p in paths)
+                images, labels = read_idx(paths[0], 3), read_idx(paths[1], 1)
+                if len(images) != len(labels) or (len(labels) and labels.max() > 9):
+                    raise DataError(f"{paths[1]}: {len(labels):,} labels of 0-9 expected, for "
+                                    f"the {len(images):,} images of {paths[0]}.")
+                found[split] = (images, labels)
         if len(found) == len(IDX_FILES):
             return found
     if source:

@@ -2,25 +2,27 @@
 
 A split file has rows `relative/path.jpg,class_id` (or `|`-separated), with or without
 a header row. Every problem is collected as a `Problem` naming the CSV file, the line
-and the image path, so the whole report comes out at once, before training starts.
+and the image path, so the whole report comes out at once (`data.problems`), before
+training starts.
 """
 
 from __future__ import annotations
 
-import collections
 import csv
 import dataclasses
 import io
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from tf_twohead.core.defaults import SOFTMAX_KINDS, SOFTMAX_OUTPUT
+from tf_twohead.core.defaults import MAX_SPLIT_ROWS, SOFTMAX_KINDS, SOFTMAX_OUTPUT
 from tf_twohead.core.errors import DataError
+from tf_twohead.data.problems import Problem
+from tf_twohead.data.rowpaths import PathChecker
 
 
-@dataclasses.dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):
     """One usable CSV row: where it came from, the image file and its class id."""
 
     csv: str
@@ -33,20 +35,45 @@ class Row:
         return f"{self.csv}:{self.line}"
 
 
-@dataclasses.dataclass(frozen=True)
-class Problem:
-    """A row that cannot be used, and why."""
+@dataclasses.dataclass
+class Rows:
+    """A split's usable rows, by column: a million rows cost four lists, not a million
+    objects (which took half of reading them). Indexing or iterating gives `Row`s.
 
-    csv: str
-    line: int
-    path: str
-    reason: str  # short category used in summaries, e.g. "missing file"
-    detail: str = ""
+    Attributes:
+        csvs: list of str. Each row's CSV file.
+        lines: list of int. Each row's line in it.
+        paths: list of str. Each row's image, relative to the CSV's folder.
+        class_ids: int64 array.
+    """
 
-    def __str__(self) -> str:
-        path = f" {self.path!r}" if self.path else ""
-        detail = f": {self.detail}" if self.detail else ""
-        return f"{self.csv}:{self.line}:{path} {self.reason}{detail}"
+    csvs: list[str]
+    lines: list[int]
+    paths: list[str]
+    class_ids: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return self.take(range(len(self))[i])
+        return Row(self.csvs[i], self.lines[i], self.paths[i], int(self.class_ids[i]))
+
+    def __iter__(self):
+        return map(Row, self.csvs, self.lines, self.paths, self.class_ids.tolist())
+
+    def take(self, index) -> Rows:
+        """The rows at `index` (a sequence of positions), in its order."""
+        index = list(index)
+        return Rows([self.csvs[i] for i in index], [self.lines[i] for i in index],
+                    [self.paths[i] for i in index], self.class_ids[np.asarray(index, np.int64)])
+
+    @classmethod
+    def concat(cls, parts: list[Rows]) -> Rows:
+        return cls([c for p in parts for c in p.csvs], [n for p in parts for n in p.lines],
+                   [q for p in parts for q in p.paths],
+                   np.concatenate([p.class_ids for p in parts] or [np.zeros(0, np.int64)]))
 
 
 def split_csv(root: str | Path, split: str) -> Path:
@@ -54,12 +81,18 @@ def split_csv(root: str | Path, split: str) -> Path:
     return Path(root) / f"{split}.csv"
 
 
-def read_split(csv_path: str | Path, num_classes: int) -> tuple[list[Row], list[Problem]]:
+def read_split(csv_path: str | Path, num_classes: int,
+               max_rows: int = MAX_SPLIT_ROWS) -> tuple[Rows, list[Problem]]:
     """Parse a split file into rows and row-level problems (no image is opened here).
+
+    The work per row is a CSV record, a dictionary look-up for its class id and one for
+    its path (`rowpaths.PathChecker`), so a million rows read in seconds; a file with
+    more than `max_rows` lines is refused before it is parsed.
 
     Args:
         csv_path: str. The CSV file; image paths in it are relative to its folder.
         num_classes: int. Valid class ids are `0..num_classes-1`.
+        max_rows: int. `data.max_rows`: the most rows a split may have.
 
     Returns:
         `(rows, problems)`: the well-formed rows whose file exists, and the rest.
@@ -71,44 +104,72 @@ def read_split(csv_path: str | Path, num_classes: int) -> tuple[list[Row], list[
             f"'relative/path.jpg,class_id' in <data.root>/{{train,val,test}}.csv."
         )
     text = _read_text(csv_path)
-    lines = text.splitlines()
-    first = next((ln for ln in lines if ln.strip()), "")
+    _check_row_count(text, csv_path, max_rows)
+    first = next((ln for ln in io.StringIO(text) if ln.strip()), "")
     delimiter = "|" if "|" in first else ","
-    root = csv_path.parent
-    inside = root.resolve()
-    rows, problems = [], []
+    checker = PathChecker(csv_path.parent)
+    listing = checker.listing
+    ids: dict[str, int | tuple[str, str]] = {}  # a label's text -> its id, or why not
+    lines, paths, class_ids, problems = [], [], [], []
     name = str(csv_path)
     reader = csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=False)
-    for index, fields in _records(reader, name):
-        line = reader.line_num
-        fields = [f.strip() for f in fields]
-        if not any(fields):
+    first_record, last_folder, files = True, None, frozenset()
+    for fields in _records(reader, name):
+        # The loop runs once per row, millions of times: plain look-ups only.
+        header, first_record = first_record, False
+        path, label = (fields[0].strip(), fields[1].strip()) if len(fields) == 2 else ("", "")
+        if not path:
+            if any(f.strip() for f in fields):
+                problems.append(Problem(name, reader.line_num, "", "malformed row",
+                                        f"expected 'path{delimiter}class_id', got {fields}"))
             continue
-        if len(fields) != 2 or not fields[0]:
-            problems.append(Problem(name, line, "", "malformed row",
-                                    f"expected 'path{delimiter}class_id', got {fields}"))
+        class_id = ids.get(label)
+        if class_id is None:
+            class_id = ids[label] = _class_id(label, num_classes)
+        if class_id.__class__ is not int:
+            if not header or class_id[0] != "malformed row":  # else a header ("path,label")
+                problems.append(Problem(name, reader.line_num, path[:MAX_PATH_SHOWN], *class_id))
             continue
-        path, label = fields
-        try:
-            class_id = int(label)
-        except ValueError:
-            if index == 0:  # a header row such as "path,label"
+        folder, _, base = path.rpartition("/")
+        if folder != last_folder:  # rows come grouped by folder: one look-up per group
+            files, last_folder = listing(folder), folder
+        if base not in files or path[0] == "/":
+            problem = checker.full_check(path)
+            if problem:
+                problems.append(Problem(name, reader.line_num, path[:MAX_PATH_SHOWN], *problem))
                 continue
-            problems.append(Problem(name, line, path, "malformed row",
-                                    f"class id {label!r} is not an integer"))
-            continue
-        if not 0 <= class_id < num_classes:
-            problems.append(Problem(name, line, path, "unknown class id",
-                                    f"{class_id} is not in 0..{num_classes - 1}"))
-            continue
-        problem = _check_path(root, inside, path)
-        if problem:
-            problems.append(Problem(name, line, path[:MAX_PATH_SHOWN], *problem))
-            continue
-        rows.append(Row(name, line, path, class_id))
-    if not rows and not problems:
+        lines.append(reader.line_num)
+        paths.append(path)
+        class_ids.append(class_id)
+    if not paths and not problems:
         raise DataError(f"Split file {csv_path} has no rows.")
-    return rows, problems
+    if len(paths) + len(problems) > max_rows:  # the exact count, past a header
+        _too_many(csv_path, f"{len(paths) + len(problems):,} rows", max_rows)
+    return Rows([name] * len(paths), lines, paths, np.array(class_ids, np.int64)), problems
+
+
+def _class_id(label: str, num_classes: int) -> int | tuple[str, str]:
+    """A label's class id, or the problem (reason, detail) of every row that has it."""
+    try:
+        class_id = int(label)
+    except ValueError:
+        return ("malformed row", f"class id {label[:40]!r} is not an integer")
+    if not 0 <= class_id < num_classes:
+        return ("unknown class id", f"{class_id} is not in 0..{num_classes - 1}")
+    return class_id
+
+
+def _check_row_count(text: str, csv_path: Path, max_rows: int) -> None:
+    """Refuse a split of more lines than `data.max_rows` (and a header), before parsing:
+    ten million rows would take minutes to check and a cache of tens of gigabytes."""
+    lines = text.count("\n") + (not text.endswith("\n"))
+    if lines > max_rows + 1:
+        _too_many(csv_path, f"{lines:,} lines", max_rows)
+
+
+def _too_many(csv_path: Path, count: str, max_rows: int):
+    raise DataError(f"{csv_path}: {count}, more than data.max_rows={max_rows:,} rows a split "
+                    "may have. Raise data.max_rows if the split is meant to be this big.")
 
 
 MAX_CSV_BYTES = 256 << 20  # 256 MiB: millions of rows; more is not a split file
@@ -132,77 +193,10 @@ def _records(reader, name: str):
     """The CSV reader's rows, with a `DataError` naming the line when one cannot be read
     (a field over the csv module's limit, a NUL byte)."""
     try:
-        yield from enumerate(reader)
+        yield from reader
     except csv.Error as e:
         raise DataError(f"{name}:{reader.line_num}: unreadable CSV ({e}); rows are "
                         "'relative/path.jpg,class_id'. Is it a split file?") from None
-
-
-def _check_path(root: Path, inside: Path, path: str) -> tuple[str, str] | None:
-    """Why a row's image path cannot be used, or None.
-
-    The path must stay inside the dataset folder once `..` and links are resolved. A
-    path that leaves it gets the same answer whether its target exists or not, so a
-    split file cannot probe the rest of the disk.
-    """
-    try:
-        real = (root / path).resolve()
-        if not real.is_relative_to(inside):
-            return ("outside the dataset folder", "rows name files under the CSV's folder "
-                    "(no absolute paths, no '..' or links leading out)")
-        if not real.is_file():
-            return ("missing file", f"{root / path} does not exist")
-    except (OSError, RuntimeError, ValueError) as e:  # too long, a link loop, a NUL
-        return ("unreadable path", getattr(e, "strerror", None) or str(e)[:100])
-    return None
-
-
-def apply_bad_image_policy(policy: str, problems: list[Problem], what: str) -> str:
-    """Apply `data.on_bad_image` to the problems found in a split.
-
-    Args:
-        policy: str. "error" raises `DataError` listing every problem; "skip" returns a
-            one-line summary of what was dropped and why.
-        problems: list of `Problem`.
-        what: str. Name of the split, for the messages.
-
-    Returns:
-        The summary line ("" when there was nothing to drop).
-    """
-    if not problems:
-        return ""
-    if policy == "skip":
-        return f"{what}: skipped {len(problems)} bad rows ({_counts(problems)})."
-    raise_bad_rows({what: problems})
-    return ""  # unreachable: raise_bad_rows raised
-
-
-def raise_bad_rows(problems_by_split: dict[str, list[Problem]]) -> None:
-    """Raise one `DataError` naming every bad row of every split; do nothing if none.
-
-    Rows of all kinds (malformed, unknown class id, missing file, undecodable image)
-    and all splits come in one report, so one round of fixes is enough.
-    """
-    sections = []
-    for what, problems in problems_by_split.items():
-        if not problems:
-            continue
-        shown = "\n".join(f"  {p}" for p in problems[:MAX_SHOWN])
-        more = (f"\n  ... and {len(problems) - MAX_SHOWN} more"
-                if len(problems) > MAX_SHOWN else "")
-        sections.append(f"{what}: {len(problems)} bad rows ({_counts(problems)}):\n"
-                        f"{shown}{more}")
-    if sections:
-        raise DataError("\n".join(sections) + "\nFix or remove these rows, or set "
-                        "data.on_bad_image=skip to drop them.")
-
-
-MAX_SHOWN = 50  # rows listed per split; the counts cover all of them
-
-
-def _counts(problems: list[Problem]) -> str:
-    counts = collections.Counter(p.reason for p in problems)
-    return ", ".join(f"{n} {reason}" for reason, n in counts.most_common())
 
 
 def encode_targets(class_ids, kind: str, heads: dict[str, list[int]],

@@ -106,7 +106,7 @@ def evaluate(run_dir_or_model: str | Path, data_root: str | Path | None = None,
                                              and on_val["recall"] > 0)
             result["at_target_precision"]["heads"][name] = metrics
         target = {"precision": target_precision, "thresholds": chosen}
-    files = [root / row.path for row in data.rows[:latency_images]]
+    files = [root / path for path in data.rows.paths[:latency_images]]
     result["latency_ms"] = measure_latency(predictor, files)
     result["latency_threads"] = threads
     result["model_bytes"] = model_path.stat().st_size  # .keras includes optimizer state

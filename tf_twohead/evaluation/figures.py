@@ -73,7 +73,7 @@ def write_figures(predictor, data, truth: dict, scores: dict, decisions: dict,
                                       labels=labels)
         written.append(plot_class_confusion(matrix, predictor.class_names,
                                             path_for("confusion_classes.png")))
-    names = [row.path for row in data.rows]
+    names = data.rows.paths
     for name in predictor.heads:
         false_pos, false_neg = worst_errors(truth[name], scores[name], decisions[name])
         written.append(plot_errors(data.images, names, scores[name], false_pos, false_neg,

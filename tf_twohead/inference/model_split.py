@@ -4,7 +4,7 @@ run's bad-image policy, decode cache and pixel budget."""
 
 from __future__ import annotations
 
-from tf_twohead.core.defaults import MAX_IMAGE_PIXELS
+from tf_twohead.core.defaults import MAX_IMAGE_PIXELS, MAX_SPLIT_ROWS
 from tf_twohead.data.cache import load_split
 from tf_twohead.inference.predictor import Predictor
 
@@ -20,4 +20,5 @@ def load_model_split(predictor: Predictor, split: str, data_root=None, progress=
     return load_split(root, split, predictor.img_size, len(predictor.class_names),
                       cfg.data.on_bad_image if cfg else "error",
                       cfg.cache_dir if cfg else None, progress=progress,
-                      max_pixels=cfg.data.max_image_pixels if cfg else MAX_IMAGE_PIXELS)
+                      max_pixels=cfg.data.max_image_pixels if cfg else MAX_IMAGE_PIXELS,
+                      max_rows=cfg.data.max_rows if cfg else MAX_SPLIT_ROWS)

@@ -23,7 +23,8 @@ from tf_twohead.core.run_folder import CONFIG, HISTORY, LAST, STATE
 # it is read and cached, how many trials a search runs and which ones it keeps. Anything
 # else changes what the saved epochs or trials mean.
 MAY_CHANGE = ("data.root", "data.cache_dir", "data.workers", "data.on_bad_image",
-              "data.max_image_pixels", "data.allow_single_class", "tune.max_trials",
+              "data.max_image_pixels", "data.max_rows", "data.allow_single_class",
+              "tune.max_trials",
               "tune.constraints")
 
 

@@ -160,7 +160,7 @@ class TwoHeadHyperModel(kt.HyperModel):
             tflite, passed = e.path, False
         predictor = Predictor(tflite, threads=1)
         root = Path(cfg.data.root)
-        files = [root / row.path for row in val_split.rows[:tune.latency_images]]
+        files = [root / path for path in val_split.rows.paths[:tune.latency_images]]
         figures.update(params=float(predictor.metadata["params"]),
                        tflite_kb=tflite.stat().st_size / 1024.0,
                        latency_ms=float(measure_latency(predictor, files)),
