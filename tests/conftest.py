@@ -16,6 +16,9 @@ import tf_twohead  # noqa: E402,F401 - before any test module imports TensorFlow
 import keras  # noqa: E402 - after tf_twohead
 
 FOLDERS = ("documents", "not a documents", "screens")
+# One unit per ShuffleNetV2 stage instead of torchvision's 4/8/4: every code path of the
+# full network, at half the time to trace a training step (tests train many models).
+SHALLOW = "model.stage_repeats=[1,1,1]"
 
 
 def write_image(path, size=40, seed=0, mode="RGB", fmt=None, class_id=None):
@@ -58,7 +61,7 @@ def tiny_config(tmp_path, root, *overrides):
 
     return config.load_config("configs/two_head.yaml", [
         f"data.root={root}", "data.img_size=32", f"output_dir={tmp_path / 'runs'}",
-        "model.head_width=16", "train.epochs=2", "train.batch_size=8", *overrides,
+        "model.head_width=16", SHALLOW, "train.epochs=2", "train.batch_size=8", *overrides,
     ])
 
 

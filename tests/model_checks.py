@@ -30,6 +30,8 @@ def build_kind(name: str):
     from tf_twohead import models
 
     kwargs, _, _ = KINDS[name]
+    if kwargs.get("backbone", "shufflenet_v2") == "shufflenet_v2":
+        kwargs = {**kwargs, "stage_repeats": (1, 1, 1)}  # every unit kind, a fifth the layers
     return models.build(img_size=SIZE, head_width=8, **kwargs)
 
 

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_dataset
+from conftest import SHALLOW, write_dataset
 from PIL import Image
 
 import tf_twohead as tt
@@ -218,7 +218,7 @@ def test_out_of_fold_models_score_every_row_and_write_the_label_report(tmp_path)
         lines[row] = lines[row].rsplit(",", 1)[0] + f",{wrong}"
     (root / "train.csv").write_text("\n".join(lines) + "\n")
     result = tt.audit(root, folds=2, epochs=8, img_size=32, progress=False, overrides=[
-        f"data.cache_dir={tmp_path / 'cache'}", "train.batch_size=16",
+        f"data.cache_dir={tmp_path / 'cache'}", "train.batch_size=16", SHALLOW,
         "train.learning_rate=0.003", "train.lr_step_epochs=100", "data.rotation=0"])
     issues = result.label_issues
     # Which rows the small fold models flag depends on the CPU's numerics; what they

@@ -70,7 +70,7 @@ def test_train_convert_predict_evaluate(tmp_path, capsys):
     backbone = "mobilenet_v3_small"
     root = write_dataset(tmp_path / "ds", per_class=(8, 8, 8), size=64)
     cfg = tiny_config(tmp_path, root, f"model.backbone={backbone}", "model.width=1.0",
-                      "data.img_size=64", "train.epochs=1")
+                      "data.img_size=64", "train.epochs=1", "model.stage_repeats=[4,8,4]")
     training.train(cfg, verbose=0)
     run = cfg.run_dir
     result = export.to_tflite(run, "dynamic", progress=False)

@@ -7,11 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SHALLOW
 from test_sources import fake_fashion_mnist
 
 from tf_twohead.cli import main
 
-TINY = ["data.img_size=32", "model.head_width=16", "train.epochs=1", "train.batch_size=16",
+TINY = ["data.img_size=32", "model.head_width=16", SHALLOW, "train.epochs=1",
+        "train.batch_size=16",
         "train.steps_per_epoch=2"]
 
 

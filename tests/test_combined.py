@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SHALLOW
 from model_checks import check_outputs, check_round_trip
 
 from tf_twohead import config
@@ -23,7 +24,7 @@ def combined_config(tmp_path, root, *overrides):
     """The combined recipe on the tiny three-class data: groups {0} and {1, 2}."""
     return config.load_config("configs/combined.yaml", [
         f"data.root={root}", "data.img_size=32", f"output_dir={tmp_path / 'runs'}",
-        "model.head_width=16", "train.batch_size=8", *THREE,
+        "model.head_width=16", SHALLOW, "train.batch_size=8", *THREE,
         "data.coarse={paper: [0], other: [1, 2]}", "model.heads={main: [2], aux: [1]}",
         "train.stages={coarse: 1, fine: 1, frozen: 1, unfrozen: 1}", *overrides])
 

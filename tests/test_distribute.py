@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import SHALLOW
 
 from tf_twohead import config
 
@@ -37,7 +38,7 @@ def test_multi_worker_is_refused_with_the_reason():
 @pytest.mark.slow
 def test_mirrored_strategy_trains_on_two_logical_devices(dataset, tmp_path):
     overrides = [f"data.root={dataset}", "data.img_size=32", f"output_dir={tmp_path}",
-                 "model.head_width=16", "train.epochs=2", "train.batch_size=8",
+                 "model.head_width=16", SHALLOW, "train.epochs=2", "train.batch_size=8",
                  "train.strategy=mirrored"]
     done = subprocess.run([sys.executable, "-c", MIRRORED, *overrides], capture_output=True,
                           text=True, timeout=600)

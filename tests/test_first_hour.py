@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_dataset
+from conftest import SHALLOW, write_dataset
 from pth_writer import contiguous, write_pth
 
 from tf_twohead import cli, models
@@ -20,7 +20,8 @@ from tf_twohead.core.version import __version__
 from tf_twohead.pretrained import torchvision as weights
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["data.img_size=32", "model.head_width=16", "train.epochs=2", "train.batch_size=16"]
+TINY = ["data.img_size=32", "model.head_width=16", SHALLOW, "train.epochs=2",
+        "train.batch_size=16"]
 
 
 def tf_twohead(*args, timeout=120):

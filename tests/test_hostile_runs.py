@@ -17,7 +17,7 @@ import zipfile
 import keras
 import pandas as pd
 import pytest
-from conftest import Interrupt, tiny_config
+from conftest import SHALLOW, Interrupt, tiny_config
 
 from tf_twohead import cli, config, models
 from tf_twohead.cli import console
@@ -172,7 +172,7 @@ def test_a_full_disk_during_an_epoch_is_one_line(dataset, tmp_path, monkeypatch,
     cfg = tiny_config(tmp_path, dataset)
     code = cli.main(["train", "--config", "configs/two_head.yaml", f"data.root={dataset}",
                      f"output_dir={cfg.output_dir}", "data.img_size=32", "model.head_width=16",
-                     "train.epochs=1", "train.batch_size=8"])
+                     SHALLOW, "train.epochs=1", "train.batch_size=8"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith("tf-twohead train: error: no space left")
     assert "--resume" in err[-1] and not any("Traceback" in line for line in err)

@@ -82,3 +82,26 @@ def test_invalid_arguments_say_what_was_received():
         models.build("three", 64)
     with pytest.raises(ValueError, match="Received: img_size=16"):
         models.build("two_head", 16)
+
+
+def test_stage_repeats_make_a_shallower_network_and_are_checked():
+    """torchvision's `ShuffleNetV2(stages_repeats, ...)`: units per stage from the config."""
+    import tf_twohead as tt
+
+    full = models.build("two_head", 64, head_width=32)
+    shallow = models.build("two_head", 64, head_width=32, stage_repeats=(1, 2, 1))
+    names = {layer.name for layer in shallow.layers}
+    assert {"stage2_0_concat", "stage3_1_concat", "stage4_0_concat"} <= names
+    assert not {"stage2_1_concat", "stage3_2_concat", "stage4_1_concat"} & names
+    assert shallow.count_params() < full.count_params()
+    assert models.build("two_head", 64, head_width=32,
+                        stage_repeats=(4, 8, 4)).count_params() == full.count_params()
+    cfg = tt.load_config(None, ["model.stage_repeats=[1,2,1]", "data.img_size=64",
+                                "model.head_width=32"])
+    assert tt.build_model(cfg).count_params() == shallow.count_params()
+    for override, why in [("model.stage_repeats=[0,1,1]", "three unit counts of 1 to 16"),
+                          ("model.stage_repeats=[1,1]", "three unit counts"),
+                          ("model.stage_repeats=[1,1,1]\nmodel.pretrained=imagenet",
+                           "torchvision's \\[4, 8, 4\\] with")]:
+        with pytest.raises(tt.ConfigError, match=why):
+            tt.load_config(None, override.split("\n"))

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import Interrupt
+from conftest import SHALLOW, Interrupt
 
 import tf_twohead as tt
 from tf_twohead import cli, config
@@ -19,7 +19,7 @@ from tf_twohead.tuning import tuners as tuning_tuners
 def tune_config(tmp_path, root, *overrides):
     """A grid over two head widths, 1-2 tiny epochs per trial, at 32 px."""
     return config.load_config("configs/tune_head_width.yaml", [
-        f"data.root={root}", "data.img_size=32", f"output_dir={tmp_path / 'runs'}",
+        f"data.root={root}", "data.img_size=32", f"output_dir={tmp_path / 'runs'}", SHALLOW,
         "train.batch_size=8", "tune.oracle=grid", "tune.epochs=2", "tune.latency_images=3",
         "tune.space={model.head_width: [8, 64]}", "tune.constraints={}", *overrides])
 
@@ -80,7 +80,7 @@ def test_worker_never_overwrites_and_needs_its_chief(tmp_path):
 
 @pytest.mark.slow
 def test_search_reports_resume_constraints_and_best_config(dataset, tmp_path, capsys):
-    cfg = tune_config(tmp_path, dataset, "tune.constraints={params: 160000}")
+    cfg = tune_config(tmp_path, dataset, "tune.constraints={params: 60000}")
     run = cfg.run_dir
     hypermodel = tt.TwoHeadHyperModel(cfg)
     hypermodel.prepare()
@@ -100,7 +100,7 @@ def test_search_reports_resume_constraints_and_best_config(dataset, tmp_path, ca
         "model.head_width")
     assert trials["status"].tolist() == ["COMPLETED", "COMPLETED"]
     narrow, wide = trials.to_dict("records")
-    assert narrow["params"] < 160_000 < wide["params"]
+    assert narrow["params"] < 60_000 < wide["params"]
     assert narrow["tflite_kb"] < wide["tflite_kb"]
     for row in (narrow, wide):
         assert 0 <= row["val_main_f1"] <= 1 and 0 <= row["val_aux_f1"] <= 1

@@ -5,6 +5,7 @@ import json
 
 import pandas as pd
 import pytest
+from conftest import SHALLOW
 
 
 def _free_port() -> int:
@@ -28,7 +29,7 @@ def test_chief_and_two_workers_on_localhost(dataset, tmp_path):
 
     port = _free_port()
     args = [sys.executable, "-m", "tf_twohead.cli", "tune", "--config",
-            "configs/tune_head_width.yaml", f"data.root={dataset}", "data.img_size=32",
+            "configs/tune_head_width.yaml", f"data.root={dataset}", "data.img_size=32", SHALLOW,
             f"output_dir={tmp_path / 'runs'}", "train.batch_size=8", "train.steps_per_epoch=10",
             "tune.oracle=grid", "tune.epochs=3", "tune.latency_images=3",
             "tune.space={model.head_width: [8, 16, 24]}", "tune.constraints={}",

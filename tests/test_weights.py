@@ -213,7 +213,8 @@ def test_freeze_epochs_train_heads_first_then_everything(dataset, tmp_path):
     source = tt.shufflenet_v2(0.5)
     weights.save_weights(source, tmp_path / "start.weights.h5")
     cfg = tiny_config(tmp_path, dataset, f"model.pretrained={tmp_path / 'start.weights.h5'}",
-                      "train.epochs=3", "train.freeze_epochs=2", "train.steps_per_epoch=2")
+                      "train.epochs=3", "train.freeze_epochs=2", "train.steps_per_epoch=2",
+                      "model.stage_repeats=[4,8,4]")  # ImageNet's depth
     names = ["conv1_0", "stage3_0_branch2_1", "main_conv", "main"]  # conv, BN, head conv, head
     snap = _Snapshot(names)
     with pytest.raises(KeyboardInterrupt):  # interrupted in the frozen phase ...

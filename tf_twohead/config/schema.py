@@ -19,6 +19,7 @@ from tf_twohead.core.defaults import (
     DEFAULT_MONITOR_HEAD,
     MAX_IMAGE_PIXELS,
     MAX_SPLIT_ROWS,
+    STAGE_REPEATS,
 )
 
 
@@ -49,6 +50,7 @@ class ModelConfig:
     init: str = "torch"
     pretrained: str | None = None
     heads: dict[str, list[int]] = field(default_factory=lambda: dict(DEFAULT_HEADS))
+    stage_repeats: list[int] = field(default_factory=lambda: list(STAGE_REPEATS))
 
 
 @dataclass(frozen=True)

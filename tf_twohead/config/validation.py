@@ -17,12 +17,14 @@ from tf_twohead.core.defaults import (
     HEAD_METRICS,
     INITS,
     INTERPOLATIONS,
+    MAX_STAGE_REPEATS,
     MOBILENET_ALPHAS,
     MODEL_KINDS,
     ORACLES,
     SCHEDULES,
     SOFTMAX_KINDS,
     SOFTMAX_OUTPUT,
+    STAGE_REPEATS,
     STAGES,
     STRATEGIES,
     WEIGHT_DECAY_MODES,
@@ -65,6 +67,15 @@ def validate(config: Config) -> None:
         _check(m.pretrained in (None, "imagenet"), "model.pretrained",
                f"null or imagenet (Keras' own weights) for model.backbone={m.backbone}",
                m.pretrained)
+    repeats = list(m.stage_repeats)
+    _check(len(repeats) == 3 and all(1 <= r <= MAX_STAGE_REPEATS for r in repeats),
+           "model.stage_repeats", f"three unit counts of 1 to {MAX_STAGE_REPEATS} (stage2, "
+           f"stage3, stage4; torchvision's are {list(STAGE_REPEATS)})", repeats)
+    _check(tuple(repeats) == STAGE_REPEATS or (m.backbone == "shufflenet_v2"
+                                               and not m.pretrained),
+           "model.stage_repeats", f"torchvision's {list(STAGE_REPEATS)} with "
+           f"model.backbone={m.backbone} and model.pretrained={m.pretrained} (other depths "
+           "are ShuffleNetV2's, trained from scratch)", repeats)
     _check(m.head_width > 0, "model.head_width", "a positive integer", m.head_width)
     for name, width in m.head_widths.items():
         _check(name in m.heads, f"model.head_widths.{name}",

@@ -23,6 +23,9 @@ SCHEDULES = ("step", "one_cycle")
 # statistics and gamma/beta keep training) or Keras' convention (inference mode, fixed).
 FROZEN_BN = ("train", "inference")
 WIDTHS = (0.5, 1.0, 1.5, 2.0)  # the keys of models.shufflenet.STAGE_OUT_CHANNELS
+# ShuffleNetV2's units in stage2, stage3, stage4: torchvision's (`model.stage_repeats`).
+STAGE_REPEATS = (4, 8, 4)
+MAX_STAGE_REPEATS = 16
 # Feature extractors (models.backbones) and MobileNetV3's alphas with ImageNet weights.
 BACKBONES = ("shufflenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
 MOBILENET_ALPHAS = (0.75, 1.0)
@@ -32,6 +35,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 BAD_IMAGE_POLICIES = ("error", "skip")
 # `data.max_image_pixels`'s default: a 40 MP phone photo decodes; a decompression bomb does not.
 MAX_IMAGE_PIXELS = 40_000_000
+# A head's answer that a per-head CSV leaves empty: no loss, no metric, no score counts it.
+UNKNOWN = -1.0
 # `data.max_rows`'s default: rows of one split (ImageNet's train split has 1.28 M).
 MAX_SPLIT_ROWS = 2_000_000
 INITS = ("torch", "keras")  # weight initialisation: PyTorch's defaults (the reference) or Keras'

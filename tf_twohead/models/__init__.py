@@ -28,7 +28,7 @@ __all__ = ["BACKBONES", "backbone_layers", "build", "build_combined", "build_mul
 def build(kind: str = "two_head", img_size: int = 256, width: float = 0.5,
           head_width: int = 1024, heads=None, num_classes: int = 3, init: str = "torch",
           backbone: str = "shufflenet_v2", weights: str | None = None,
-          head_widths: dict[str, int] | None = None) -> keras.Model:
+          head_widths: dict[str, int] | None = None, stage_repeats=None) -> keras.Model:
     """Build a model from plain keyword arguments.
 
     Args:
@@ -46,19 +46,23 @@ def build(kind: str = "two_head", img_size: int = 256, width: float = 0.5,
             `pretrained.load.load_pretrained` for ShuffleNet).
         head_widths: dict or None. Head name -> its own 1x1 conv width, overriding
             `head_width` for that head ("two_head" only).
+        stage_repeats: three ints or None. ShuffleNetV2's units in stage2, stage3 and
+            stage4; None is torchvision's (4, 8, 4). Fewer make a shallower, faster
+            network (torchvision's `ShuffleNetV2(stages_repeats, ...)`).
     """
     if kind == "two_head":
         return build_multi_head(img_size, width, head_width, heads, init=init,
-                                backbone=backbone, weights=weights, head_widths=head_widths)
+                                backbone=backbone, weights=weights, head_widths=head_widths,
+                                stage_repeats=stage_repeats)
     if head_widths:
         raise ValueError(f"head_widths is for kind='two_head'; the softmax baseline has one "
                          f"conv5 (head_width). Received: head_widths={head_widths}")
     if kind == "softmax":
         return build_softmax(img_size, width, head_width, num_classes, init=init,
-                             backbone=backbone, weights=weights)
+                             backbone=backbone, weights=weights, stage_repeats=stage_repeats)
     if kind == "combined":
         return build_combined(img_size, width, head_width, num_classes, init=init,
-                              backbone=backbone, weights=weights)
+                              backbone=backbone, weights=weights, stage_repeats=stage_repeats)
     raise ValueError(f"kind must be 'two_head', 'softmax' or 'combined'. Received: kind={kind!r}")
 
 

@@ -15,7 +15,13 @@ from __future__ import annotations
 
 import keras
 
-from tf_twohead.core.defaults import BACKBONES, IMAGENET_MEAN, IMAGENET_STD, MOBILENET_ALPHAS
+from tf_twohead.core.defaults import (
+    BACKBONES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    MOBILENET_ALPHAS,
+    STAGE_REPEATS,
+)
 from tf_twohead.core.errors import WeightsError
 from tf_twohead.models.shufflenet import apply_backbone, stage_channels
 
@@ -44,7 +50,7 @@ def check_width(backbone: str, width: float) -> None:
 
 
 def apply_features(x, backbone: str = "shufflenet_v2", width: float = 0.5,
-                   init: str = "torch", weights: str | None = None):
+                   init: str = "torch", weights: str | None = None, stage_repeats=None):
     """From the normalised float image to the backbone's last feature map.
 
     Args:
@@ -55,10 +61,15 @@ def apply_features(x, backbone: str = "shufflenet_v2", width: float = 0.5,
             models keep their own.
         weights: None or "imagenet". keras.applications' own weights (downloaded once
             by Keras); ShuffleNet's are loaded afterwards (`pretrained.load.load_pretrained`).
+        stage_repeats: three ints or None. ShuffleNet's units per stage (None:
+            torchvision's); MobileNetV3 has no such choice.
     """
     check_width(backbone, width)
     if backbone == "shufflenet_v2":
-        return apply_backbone(x, width, init)
+        return apply_backbone(x, width, init, stage_repeats)
+    if stage_repeats is not None and tuple(stage_repeats) != STAGE_REPEATS:
+        raise ValueError(f"stage_repeats is ShuffleNetV2's; {backbone} has its own depth. "
+                         f"Received: stage_repeats={list(stage_repeats)}")
     return keras_application(backbone, width, tuple(x.shape[1:]), weights)(x)
 
 

@@ -35,18 +35,19 @@ DROPOUT = (0.25, 0.5)
 
 def build_encoder(img_size: int, width: float = 0.5, head_width: int = 1024,
                   init: str = "torch", backbone: str = "shufflenet_v2",
-                  weights: str | None = None, name: str = "encoder") -> keras.Model:
+                  weights: str | None = None, name: str = "encoder",
+                  stage_repeats=None) -> keras.Model:
     """One encoder: normalised float image `(S, S, 3)` -> the body's last feature map."""
     inputs = keras.Input((img_size, img_size, 3), name=f"{name}_input")
-    return keras.Model(inputs, apply_body(inputs, backbone, width, head_width, init, weights),
-                       name=name)
+    return keras.Model(inputs, apply_body(inputs, backbone, width, head_width, init, weights,
+                                          stage_repeats), name=name)
 
 
 @public
 def build_combined(img_size: int = 256, width: float = 0.5, head_width: int = 1024,
                    num_classes: int = 37, init: str = "torch",
                    backbone: str = "shufflenet_v2", weights: str | None = None,
-                   name: str = "combined") -> keras.Model:
+                   name: str = "combined", stage_repeats=None) -> keras.Model:
     """Two encoders, concat pooling and fastai's head; output "probs" over `num_classes`.
 
     Args:
@@ -57,6 +58,8 @@ def build_combined(img_size: int = 256, width: float = 0.5, head_width: int = 10
         init: str. "torch" or "keras" initialisation (encoders and head).
         backbone: str. Any of `core.defaults.BACKBONES`; both encoders use it.
         weights: None or "imagenet" (keras.applications backbones).
+        stage_repeats: three ints or None. ShuffleNetV2's units per stage (None:
+            torchvision's), in both encoders.
 
     Example:
 
@@ -67,8 +70,8 @@ def build_combined(img_size: int = 256, width: float = 0.5, head_width: int = 10
     if int(num_classes) < 2:
         raise ValueError(f"num_classes must be at least 2. Received: num_classes={num_classes}")
     inputs, x = apply_input(img_size, backbone)
-    features = [build_encoder(img_size, width, head_width, init, backbone, weights, n)(x)
-                for n in ENCODERS]
+    features = [build_encoder(img_size, width, head_width, init, backbone, weights, n,
+                              stage_repeats)(x) for n in ENCODERS]
     f = layers.Concatenate(name="features")(features)
     # fastai's AdaptiveConcatPool2d: max first, then average.
     x = layers.Concatenate(name="concat_pool")([

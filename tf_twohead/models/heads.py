@@ -52,7 +52,8 @@ def input_normalization(model: keras.Model) -> tuple[list, list]:
 def build_multi_head(img_size: int = 256, width: float = 0.5, head_width: int = 1024,
                      heads=None, name: str = "two_head", init: str = "torch",
                      backbone: str = "shufflenet_v2", weights: str | None = None,
-                     head_widths: dict[str, int] | None = None) -> keras.Model:
+                     head_widths: dict[str, int] | None = None,
+                     stage_repeats=None) -> keras.Model:
     """A backbone to its last feature map, then per head 1x1 conv + BN + ReLU + pool + sigmoid.
 
     Args:
@@ -71,6 +72,8 @@ def build_multi_head(img_size: int = 256, width: float = 0.5, head_width: int = 
         head_widths: dict or None. Head name -> that head's own 1x1 conv width; the
             other heads use `head_width`. A narrow auxiliary head is how a two-head
             model gets close to the single-head model's size.
+        stage_repeats: three ints or None. ShuffleNetV2's units per stage; None is
+            torchvision's (4, 8, 4).
 
     Example:
 
@@ -88,7 +91,7 @@ def build_multi_head(img_size: int = 256, width: float = 0.5, head_width: int = 
                          f"{head_names}. Received: head_width={head_width}, "
                          f"head_widths={head_widths}")
     inputs, x = apply_input(img_size, backbone)
-    features = apply_features(x, backbone, width, init, weights)
+    features = apply_features(x, backbone, width, init, weights, stage_repeats)
     outputs = {}
     for head in head_names:
         h = apply_conv_bn(features, widths[head], 1, 1, f"{head}_conv", init=init)
@@ -98,29 +101,30 @@ def build_multi_head(img_size: int = 256, width: float = 0.5, head_width: int = 
 
 
 def apply_body(x, backbone: str = "shufflenet_v2", width: float = 0.5,
-               head_width: int = 1024, init: str = "torch", weights: str | None = None):
+               head_width: int = 1024, init: str = "torch", weights: str | None = None,
+               stage_repeats=None):
     """The softmax baseline's body: the backbone, then conv5 (1x1 conv + BN + ReLU).
 
     Everything before its pooling and classifier, i.e. what fastai's `cut` keeps; the
     combined model's encoders are this body (`models.combined`).
     """
-    x = apply_features(x, backbone, width, init, weights)
+    x = apply_features(x, backbone, width, init, weights, stage_repeats)
     return apply_conv_bn(x, int(head_width), 1, 1, ("conv5_0", "conv5_1", "conv5_2"), init=init)
 
 
 def build_softmax(img_size: int = 256, width: float = 0.5, head_width: int = 1024,
                   num_classes: int = 3, name: str = "softmax", init: str = "torch",
-                  backbone: str = "shufflenet_v2", weights: str | None = None
-                  ) -> keras.Model:
+                  backbone: str = "shufflenet_v2", weights: str | None = None,
+                  stage_repeats=None) -> keras.Model:
     """The baseline: shared conv5 (`head_width` channels) + pool + Dense(classes, softmax).
 
-    Its single output is named "probs", shape `(B, num_classes)`. `init`, `backbone` and
-    `weights` as in `build_multi_head`.
+    Its single output is named "probs", shape `(B, num_classes)`. `init`, `backbone`,
+    `weights` and `stage_repeats` as in `build_multi_head`.
     """
     if int(num_classes) < 2:
         raise ValueError(f"num_classes must be at least 2. Received: num_classes={num_classes}")
     inputs, x = apply_input(img_size, backbone)
-    x = apply_body(x, backbone, width, head_width, init, weights)
+    x = apply_body(x, backbone, width, head_width, init, weights, stage_repeats)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     probs = apply_dense(x, num_classes, SOFTMAX_OUTPUT, activation="softmax", init=init)
     return keras.Model(inputs, {SOFTMAX_OUTPUT: probs}, name=name)

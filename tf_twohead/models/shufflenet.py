@@ -16,11 +16,14 @@ import keras
 from keras import layers, ops
 
 from tf_twohead.core.api import public
+from tf_twohead.core.defaults import MAX_STAGE_REPEATS, STAGE_REPEATS
 from tf_twohead.models.batchnorm import FusedBatchNormalization
 from tf_twohead.models.initializers import bias_initializer, kernel_initializer
 
-# Units per stage (stage2, stage3, stage4); the first unit of each has stride 2.
-STAGE_REPEATS = (4, 8, 4)
+# Units per stage (stage2, stage3, stage4; the first unit of each has stride 2) are
+# torchvision's `STAGE_REPEATS` (core.defaults); `model.stage_repeats` makes a shallower or
+# deeper network, as torchvision's `ShuffleNetV2(stages_repeats, ...)` does. ImageNet
+# weights fit torchvision's only.
 # Output channels of conv1, stage2, stage3, stage4 and conv5, per width multiplier.
 STAGE_OUT_CHANNELS = {
     0.5: (24, 48, 96, 192, 1024),
@@ -40,6 +43,19 @@ def stage_channels(width: float) -> tuple[int, ...]:
             f"Received: width={width}"
         )
     return STAGE_OUT_CHANNELS[float(width)]
+
+
+def stage_repeats(repeats=None) -> tuple[int, int, int]:
+    """Units per stage: three counts of 1..MAX_REPEATS, or torchvision's for None."""
+    if repeats is None:
+        return STAGE_REPEATS
+    repeats = tuple(repeats)
+    if len(repeats) != 3 or not all(isinstance(r, int) and 1 <= r <= MAX_STAGE_REPEATS
+                                    for r in repeats):
+        raise ValueError(f"stage_repeats must be three unit counts of 1 to {MAX_STAGE_REPEATS} "
+                         f"(torchvision's are {list(STAGE_REPEATS)}). Received: "
+                         f"stage_repeats={list(repeats)}")
+    return repeats
 
 
 def apply_conv_bn(x, filters: int, kernel_size: int, strides: int, name: str,
@@ -104,7 +120,7 @@ def apply_inverted_residual(x, out_channels: int, strides: int, name: str,
     return apply_channel_shuffle(x, 2, name=f"{name}_shuffle")
 
 
-def apply_backbone(x, width: float = 0.5, init: str = "torch"):
+def apply_backbone(x, width: float = 0.5, init: str = "torch", repeats=None):
     """The ShuffleNetV2 body from conv1 to the end of stage4 (no conv5, no classifier).
 
     Args:
@@ -112,13 +128,15 @@ def apply_backbone(x, width: float = 0.5, init: str = "torch"):
         width: float. Width multiplier, 0.5 / 1.0 / 1.5 / 2.0. Defaults to 0.5.
         init: str. "torch" (PyTorch's default initialisation) or "keras". Defaults to
             "torch".
+        repeats: three ints or None. Units of stage2, stage3, stage4; None is
+            torchvision's (4, 8, 4).
     """
-    channels = stage_channels(width)
+    channels, repeats = stage_channels(width), stage_repeats(repeats)
     x = apply_conv_bn(x, channels[0], 3, 2, ("conv1_0", "conv1_1", "conv1_2"), init=init)
     x = layers.ZeroPadding2D(1, name="maxpool_pad")(x)  # inputs are >= 0 after ReLU
     x = layers.MaxPooling2D(3, 2, name="maxpool")(x)
-    for stage, (repeats, out) in enumerate(zip(STAGE_REPEATS, channels[1:4]), start=2):
-        for unit in range(repeats):
+    for stage, (units, out) in enumerate(zip(repeats, channels[1:4]), start=2):
+        for unit in range(units):
             x = apply_inverted_residual(x, out, 2 if unit == 0 else 1, f"stage{stage}_{unit}",
                                         init)
     return x

@@ -63,7 +63,8 @@ def build_model(cfg, kind: str | None = None, num_classes: int | None = None) ->
     model = build(kind, cfg.data.img_size, m.width, m.head_width, dict(m.heads),
                   num_classes or len(cfg.data.class_names), init=m.init, backbone=m.backbone,
                   weights=m.pretrained if native else None,
-                  head_widths=dict(m.head_widths) if kind == "two_head" else None)
+                  head_widths=dict(m.head_widths) if kind == "two_head" else None,
+                  stage_repeats=tuple(m.stage_repeats))
     if m.pretrained and not native:
         # The softmax body's conv5 is torchvision's own when it has the same width.
         conv5 = kind != "two_head" and m.head_width == stage_channels(m.width)[4]
