@@ -89,7 +89,7 @@ def tf_child(args) -> None:
     from tf_twohead import config
     from tf_twohead.core.runtime import set_threads
     from tf_twohead.data.pipeline import checked_splits
-    from tf_twohead.inference import saving
+    from tf_twohead.keras_files import load as saving
     from tf_twohead.training import run as training
 
     set_threads(args.threads)

@@ -92,11 +92,11 @@ def check_round_trip(model, path):
 def outputs_in_a_fresh_process(paths: dict[str, Path], out: Path) -> dict[str, dict]:
     """Load each `.keras` file with plain Keras after `import tf_twohead` in a new
     process (one for all files), and return its outputs on `images(1)`, and under
-    "parameters" the count the file's check (`inference.keras_file`) declares."""
+    "parameters" the count the file's check (`keras_files.check`) declares."""
     code = """import json, sys
 import numpy as np
 import tf_twohead, keras
-from tf_twohead.inference.keras_file import check_keras_file
+from tf_twohead.keras_files.check import check_keras_file
 paths, out, size = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 x = np.random.default_rng(1).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
 arrays = {}

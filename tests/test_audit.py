@@ -186,7 +186,7 @@ def test_flagged_labels_leave_only_train_and_evaluation_splits_stay_whole():
 def test_cleanlab_flags_rows_whose_out_of_sample_probabilities_disagree():
     # The flagging itself, on probabilities fixed here: the same on every CPU (the fold
     # models' own numerics differ between AVX2 and AVX-512 machines).
-    from tf_twohead.auditing.labels import find_issues, head_scores
+    from tf_twohead.auditing.labels import audits, find_issues, head_scores
 
     rng = np.random.default_rng(0)
     true = np.repeat([0, 1, 2], 20)
@@ -202,7 +202,11 @@ def test_cleanlab_flags_rows_whose_out_of_sample_probabilities_disagree():
                           "path": [f"{i}.jpg" for i in range(60)], "class_id": given,
                           "class_name": [names[i] for i in given]})
     heads = {"main": [2], "aux": [1]}
-    issues = find_issues(table, probs, head_scores(probs, heads), heads, names)
+    for head, ids in heads.items():
+        table[f"answer_{head}"] = np.isin(given, ids).astype(np.float32)
+    scores = head_scores(probs, heads)
+    issues = find_issues(table, audits(table, probs, scores, heads), probs, scores, heads,
+                         names)
     assert set(issues["line"]) == {row + 1 for row in flipped}, issues
     assert dict(zip(issues["line"] - 1, issues["suggested_id"])) == {r: int(true[r])
                                                                      for r in flipped}

@@ -12,7 +12,7 @@ import tf_twohead as tt
 from tf_twohead import config, models
 from tf_twohead.cli import main
 from tf_twohead.export import tflite as export
-from tf_twohead.inference import saving
+from tf_twohead.keras_files import load as saving
 from tf_twohead.training import loop as fitting
 from tf_twohead.training import run as training
 

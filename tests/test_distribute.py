@@ -19,7 +19,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from tf_twohead import config
 from tf_twohead.training import distribute
-from tf_twohead.inference import saving
+from tf_twohead.keras_files import load as saving
 from tf_twohead.training import run as training
 cfg = config.load_config("configs/two_head.yaml", sys.argv[1:])
 state = training.train(cfg, verbose=0)

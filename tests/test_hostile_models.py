@@ -16,8 +16,8 @@ from peak_memory import peak_mb
 
 from tf_twohead import cli
 from tf_twohead.core.errors import ModelFileError
-from tf_twohead.inference import keras_file
-from tf_twohead.inference.saving import load_model
+from tf_twohead.keras_files import check as keras_file
+from tf_twohead.keras_files.load import load_model
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_a_small_file_declaring_a_huge_dense_is_refused_before_keras_builds_it(s
                        r"10,000,\d{3},\d{3} parameters, more than 50,000,000"):
         load_model(evil)
     extra, outcome = peak_mb("import tf_twohead, keras\n"
-                             "from tf_twohead.inference.saving import load_model",
+                             "from tf_twohead.keras_files.load import load_model",
                              f"load_model({str(evil)!r})")
     assert outcome.startswith("ModelFileError") and extra < 300, (extra, outcome)
 

@@ -116,7 +116,8 @@ def test_public_names_and_keras_classes_come_from_their_declarations():
     for name, module in names.items():
         assert getattr(importlib.import_module(module), name).__tf_twohead_public__
     assert set(api.serializable_modules()) == {
-        "tf_twohead.models.batchnorm", "tf_twohead.recipe.metrics", "tf_twohead.recipe.optimizers"}
+        "tf_twohead.models.batchnorm", "tf_twohead.recipe.masked", "tf_twohead.recipe.metrics",
+        "tf_twohead.recipe.optimizers"}
     import keras
 
     for cls in ("FusedBatchNormalization", "TorchAdam", "OneCycle", "SoftmaxHeadF1"):

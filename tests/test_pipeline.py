@@ -4,7 +4,8 @@ from conftest import tiny_config, write_dataset
 
 from tf_twohead.data.cache import load_split
 from tf_twohead.data.pipeline import checked_splits, datasets_for, make_dataset
-from tf_twohead.data.splits import DataError, encode_targets
+from tf_twohead.data.splits import DataError
+from tf_twohead.data.targets import encode_targets
 
 
 def test_split_is_decoded_once_and_cached(dataset, tmp_path):

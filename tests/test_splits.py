@@ -3,7 +3,8 @@ import pytest
 from conftest import write_image
 
 from tf_twohead.data.problems import apply_bad_image_policy
-from tf_twohead.data.splits import DataError, encode_targets, read_split
+from tf_twohead.data.splits import DataError, read_split
+from tf_twohead.data.targets import encode_targets
 
 
 def _images(root, *paths):

@@ -50,10 +50,22 @@ def write_clean(root, out, table: pd.DataFrame, drop: set[tuple[str, int]]) -> d
         rows = rows[[(split, int(line)) not in drop for line in rows["line"]]]
         inside = [_copy(root, path, out) for path in rows["path"]]
         rows = rows.assign(path=inside)
-        atomic_write_text(out / f"{split}.csv", rows[["path", "class_id"]].to_csv(
-            header=False, index=False, lineterminator="\n"))  # as the reader parses it
+        atomic_write_text(out / f"{split}.csv", _csv_text(rows))
         kept[split] = len(rows)
     return kept
+
+
+def _csv_text(rows: pd.DataFrame) -> str:
+    """The split in its own layout, as the reader parses it: `path,class_id` rows, or a
+    `path,<head>,...` header and answers (1, 0, empty for unknown)."""
+    if (rows["class_id"] >= 0).all():
+        return rows[["path", "class_id"]].to_csv(header=False, index=False,
+                                                 lineterminator="\n")
+    columns = [c for c in rows.columns if c.startswith("answer_")]
+    cells = rows[columns].apply(lambda a: a.map({1.0: "1", 0.0: "0"}).fillna(""))
+    cells.columns = [c[len("answer_"):] for c in columns]
+    return pd.concat([rows[["path"]], cells], axis=1).to_csv(index=False,
+                                                             lineterminator="\n")
 
 
 def _copy(root: Path, path: str, out: Path) -> str:

@@ -26,6 +26,7 @@ from tf_twohead.auditing.near import (
 )
 from tf_twohead.auditing.verify import similarity, thumbnail_correlation
 from tf_twohead.data.cache import SplitData
+from tf_twohead.data.targets import head_answers, known
 
 RANK = {"train": 0, "val": 1, "test": 2}  # a copy in a lower split leaks a higher one
 COLUMNS = ("group", "kind", "leakage", "leaked", "label_conflict", "similarity", "distance",
@@ -34,17 +35,21 @@ FLAGS = ("leakage", "leaked", "label_conflict")
 
 
 def rows_table(splits: dict[str, SplitData], class_names: list[str],
-               gray: np.ndarray) -> pd.DataFrame:
-    """One row per usable image of every split: where it is, its class and its hashes
-    (pHash of `gray`, the splits' images as the pixel check sees them, in split order)."""
+               heads: dict[str, list[int]], gray: np.ndarray) -> pd.DataFrame:
+    """One row per usable image of every split: where it is, its class (-1 and "" in the
+    per-head layout), each head's answer (`answer_<head>`: 1, 0 or `UNKNOWN`) and its
+    hashes (pHash of `gray`, the splits' images as the pixel check sees them, in split
+    order)."""
     parts = []
     for name, split in splits.items():
+        answers = head_answers(split.rows, heads)
         parts.append(pd.DataFrame({
             "split": name, "line": split.rows.lines, "path": split.rows.paths,
             "class_id": split.class_ids,
+            **{answer_column(h): answers[h] for h in heads},
             "file_hash": split.hashes or [""] * len(split)}))
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    table["class_name"] = [class_names[i] for i in table["class_id"]]
+    table["class_name"] = [class_names[i] if i >= 0 else "" for i in table["class_id"]]
     table["phash"] = phash_array(gray)
     return table
 
@@ -110,17 +115,18 @@ def duplicate_groups(table: pd.DataFrame, gray: np.ndarray, threshold: int,
     sizes = np.bincount(label)
     members = table.assign(group=label, leaked=leaked, similarity=np.round(best, 3))
     members = members[sizes[label] > 1].copy()
+    columns = [*COLUMNS[:-2], *(c for c in table.columns if c.startswith("answer_")),
+               *COLUMNS[-2:]]
     if members.empty:
         return pd.DataFrame({c: pd.Series(dtype=bool if c in FLAGS else object)
-                             for c in COLUMNS}), stats
+                             for c in columns}), stats
     out = []
     for _, g in members.groupby("group", sort=False):
         first = np.uint64(g["phash"].iloc[0])
         g = g.assign(kind="exact" if g["file_hash"].nunique() == 1 and g["file_hash"].iloc[0]
                      else "near",
                      distance=hamming(g["phash"].to_numpy(np.uint64), first))
-        out.append(g.assign(leakage=bool(g["leaked"].any()),
-                            label_conflict=g["class_id"].nunique() > 1))
+        out.append(g.assign(leakage=bool(g["leaked"].any()), label_conflict=_conflict(g)))
     found = pd.concat(out)
     order = found.groupby("group")["group"].transform("size")
     found = found.assign(_size=order).sort_values(
@@ -129,20 +135,25 @@ def duplicate_groups(table: pd.DataFrame, gray: np.ndarray, threshold: int,
     ids = {g: i for i, g in enumerate(dict.fromkeys(found["group"]))}  # 0.. in report order
     found["group"] = found["group"].map(ids)
     found["phash"] = [f"{int(h):016x}" for h in found["phash"]]
-    return found.drop(columns="_size").reset_index(drop=True)[list(COLUMNS)], stats
+    return found.drop(columns="_size").reset_index(drop=True)[columns], stats
 
 
 def balance(splits: dict[str, SplitData], class_names: list[str],
             heads: dict[str, list[int]]) -> pd.DataFrame:
-    """Counts per split: images, each class, each head's positives."""
+    """Counts per split: images, each class (class-id layout), each head's positives and,
+    where some answers are unknown, its known answers."""
     records = []
+    partly = any(split.rows.answers is not None for split in splits.values())
     for name, split in splits.items():
-        n = len(split)
-        record = {"split": name, "images": n}
-        for i, cls in enumerate(class_names):
-            record[f"class {cls}"] = int(np.sum(split.class_ids == i))
-        for head, ids in heads.items():
-            record[f"{head} positives"] = int(np.isin(split.class_ids, ids).sum())
+        record = {"split": name, "images": len(split)}
+        if split.rows.answers is None:
+            for i, cls in enumerate(class_names):
+                record[f"class {cls}"] = int(np.sum(split.class_ids == i))
+        answers = head_answers(split.rows, heads)
+        for head in heads:
+            record[f"{head} positives"] = int((answers[head] == 1).sum())
+            if partly:
+                record[f"{head} known"] = int(known(answers[head]).sum())
         records.append(record)
     return pd.DataFrame(records)
 
@@ -174,12 +185,32 @@ def _spread(values: list[int]) -> str:
 
 
 def single_class_heads(table: pd.DataFrame, heads: dict[str, list[int]]) -> list[str]:
-    """"split: head" for each split in which a head has no positive or no negative."""
+    """"split: head" for each split in which a head has no positive or no negative among
+    its known answers."""
     found = []
     for name, rows in table.groupby("split", sort=False):
-        for head, ids in heads.items():
-            positives = int(rows["class_id"].isin(ids).sum())
-            if positives in (0, len(rows)):
+        for head in heads:
+            answers = rows[answer_column(head)].to_numpy()
+            positives = int((answers == 1).sum())
+            if positives in (0, int(known(answers).sum())):
                 missing = "positive" if positives == 0 else "negative"
                 found.append(f"{name}: {head} has no {missing}")
     return found
+
+
+def answer_column(head: str) -> str:
+    """The audit table's column of a head's answers."""
+    return f"answer_{head}"
+
+
+def _conflict(group: pd.DataFrame) -> bool:
+    """Members of one duplicate group answer differently: other class ids, or another
+    known answer to some head (an unknown answer conflicts with nothing)."""
+    ids = group["class_id"][group["class_id"] >= 0]
+    if ids.nunique() > 1:
+        return True
+    for column in (c for c in group.columns if c.startswith("answer_")):
+        answers = group[column][known(group[column].to_numpy())]
+        if answers.nunique() > 1:
+            return True
+    return False

@@ -29,10 +29,13 @@ from tf_twohead.auditing.summary import findings_lines, summary_markdown
 from tf_twohead.auditing.verify import DEFAULT_SIMILARITY
 from tf_twohead.config import load_config
 from tf_twohead.core.api import public
+from tf_twohead.core.defaults import SOFTMAX_OUTPUT
 from tf_twohead.core.errors import DataError
 from tf_twohead.core.fileio import atomic_write_text
 from tf_twohead.data.cache import describe, keep_usable, scan_split
+from tf_twohead.data.layouts import csv_heads
 from tf_twohead.data.problems import raise_bad_rows
+from tf_twohead.data.splits import split_csv
 
 MARKER = ".tf_twohead_audit"  # an audit folder: its report files may be replaced
 OUTPUTS = ("duplicates.csv", "label_issues.csv", "balance.csv", "summary.md", "leakage.png",
@@ -45,6 +48,7 @@ class AuditResult:
 
     duplicates: pd.DataFrame
     label_issues: pd.DataFrame | None
+    model_quality: pd.DataFrame | None  # how well the label-judging models answer
     balance: pd.DataFrame
     shapes: pd.DataFrame
     summary: str
@@ -64,7 +68,8 @@ def audit(root, config=None, out=None, *, threshold: int = DEFAULT_THRESHOLD,
     Args:
         root: str. The dataset folder.
         config: str or None. A config file or preset for the class names, heads, decode
-            policy and (with `folds`) the recipe; defaults to the `two_head` preset.
+            policy and (with `folds`) the recipe; defaults to the `two_head` preset (with,
+            for per-head CSVs, the heads their header names).
         out: str or None. Output folder; defaults to `ROOT/audit`.
         threshold: int. Near-duplicate candidates: pHash Hamming distance, in bits of 64.
         min_similarity: float. The pixel check a candidate pair must pass to count as a
@@ -95,8 +100,9 @@ def audit(root, config=None, out=None, *, threshold: int = DEFAULT_THRESHOLD,
 
         predictor = Predictor(resolve_model(model))
         img_size = predictor.img_size
+    overrides = [*_heads_of_csv(root, config), *(overrides or [])]
     cfg = load_config(config or "two_head", [
-        f"data.root={root}", f"data.img_size={img_size}", *(overrides or [])])
+        f"data.root={root}", f"data.img_size={img_size}", *overrides])
     out = Path(out) if out else root / "audit"
     splits = _load(cfg, root, progress)
     decoded = time.perf_counter()
@@ -106,26 +112,32 @@ def audit(root, config=None, out=None, *, threshold: int = DEFAULT_THRESHOLD,
         "the candidate pairs' pixels", flush=True)
     pooled = labels.pool(splits)  # every split's images, in the table's row order
     gray = verify.gray(pooled.images)
-    table = findings.rows_table(splits, names, gray)
+    table = findings.rows_table(splits, names, heads, gray)
     hashed = time.perf_counter()
     found, pair_counts = findings.duplicate_groups(table, gray, threshold, min_similarity,
                                                    per_image)
-    issues = None
+    issues = quality = None
     if folds or predictor is not None:
         if predictor is not None:
             say(f"Scoring with {predictor.path}", flush=True)
             class_probs, scores = labels.model_probs(predictor, pooled)
         else:
-            say(f"Training {folds} fold models ({epochs} epochs, {img_size} px) for "
+            # Class ids: softmax fold models; per-head answers: two-head ones (masked loss).
+            kind = "softmax" if pooled.rows.answers is None else "two_head"
+            say(f"Training {folds} fold models ({kind}, {epochs} epochs, {img_size} px) for "
                 "out-of-fold probabilities", flush=True)
             fold_cfg = load_config(config or "two_head", [
-                f"data.root={root}", f"data.img_size={img_size}", *(overrides or []),
-                "model.kind=softmax", f"train.epochs={epochs}"])
-            class_probs = labels.out_of_fold_probs(fold_cfg, pooled, folds, say)
-            scores = labels.head_scores(class_probs, heads)
-        issues = labels.find_issues(table, class_probs, scores, heads, names)
+                f"data.root={root}", f"data.img_size={img_size}", *overrides,
+                f"model.kind={kind}", f"train.epochs={epochs}"])
+            outputs = labels.out_of_fold_probs(fold_cfg, pooled, folds, say)
+            class_probs = outputs.get(SOFTMAX_OUTPUT)
+            scores = (labels.head_scores(class_probs, heads) if class_probs is not None
+                      else {h: outputs[h] for h in heads})
+        checks = labels.audits(table, class_probs, scores, heads)
+        quality = labels.model_quality(checks)
+        issues = labels.find_issues(table, checks, class_probs, scores, heads, names)
     result = AuditResult(
-        duplicates=found, label_issues=issues,
+        duplicates=found, label_issues=issues, model_quality=quality,
         balance=findings.balance(splits, names, heads),
         shapes=findings.image_shapes(root, splits), summary="", out=out)
     images = {(name, line): split.images[i] for name, split in splits.items()
@@ -154,13 +166,22 @@ def _load(cfg, root: Path, progress: bool) -> dict:
     data = cfg.data
     scanned = {name: scan_split(root, name, data.img_size, len(data.class_names),
                                 cfg.cache_dir, data.workers, progress, data.max_image_pixels,
-                                data.max_rows)
+                                data.max_rows, list(cfg.model.heads))
                for name in SPLITS}
     if data.on_bad_image == "error":
         raise_bad_rows({describe(name, root): problems
                         for name, (_, problems) in scanned.items()})
     return {name: keep_usable(split, problems, data.on_bad_image, describe(name, root))
             for name, (split, problems) in scanned.items()}
+
+
+def _heads_of_csv(root: Path, config) -> list[str]:
+    """With no config given, a per-head dataset's heads are its header's columns."""
+    columns = None if config else csv_heads(split_csv(root, SPLITS[0]))
+    if not columns:
+        return []
+    return [f"model.heads={{{', '.join(f'{c}: []' for c in columns)}}}",
+            f"train.monitor_head={columns[0]}", "train.loss_weights={}"]
 
 
 def _write(result: AuditResult, images: dict) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from tf_twohead.auditing.labels import WEAK_BALANCED_ACCURACY
 from tf_twohead.core.tables import markdown_table
 
 EXAMPLES = 10
@@ -23,7 +24,8 @@ def findings_lines(result, single_class: list[str], settings: dict) -> list[str]
             "duplicate groups whose members carry different class ids.",
             f"- **Duplicates**: {dup['group'].nunique() if len(dup) else 0} groups in all "
             f"({_kinds(dup)}). " + _pairs_line(settings),
-            "- **Likely label errors**: " + _issues_line(result.label_issues, settings),
+            "- **Likely label errors**: " + _issues_line(result.label_issues, settings)
+            + _quality_line(result.model_quality),
             "- **Heads without both answers**: "
             + ("; ".join(single_class) if single_class else "none") + "."]
 
@@ -59,6 +61,15 @@ def summary_markdown(result, table: pd.DataFrame, single_class: list[str], setti
                             "score", "flagged_by") if c in issues]
         lines += ["## Likeliest label errors (all in label_issues.csv, pictures in "
                   "label_issues.png)", "", markdown_table(issues.head(EXAMPLES)[cols]), ""]
+    if result.model_quality is not None:
+        lines += ["## The models that judged the labels (out of sample)", "",
+                  markdown_table(result.model_quality), "",
+                  "Balanced accuracy is the mean recall over the answers (0.5 for a head "
+                  f"whose model always says the same). Under {WEAK_BALANCED_ACCURACY} a "
+                  "model is weak: it disagrees with right labels too, and its flags mix "
+                  "label errors with its own mistakes. Each audit flags as many rows as "
+                  "cleanlab estimates are mislabelled (`num_label_issues`), the least "
+                  "likely labels first.", ""]
     lines += ["## Balance", "", markdown_table(result.balance), "",
               "## Image files", "", markdown_table(result.shapes), "",
               "## Settings", "",
@@ -89,6 +100,19 @@ def _issues_line(issues, settings) -> str:
     by = issues["flagged_by"].str.split("+").explode().value_counts()
     return (f"{len(issues)} rows flagged by cleanlab ("
             + ", ".join(f"{k} {v}" for k, v in by.items()) + ").")
+
+
+def _quality_line(quality) -> str:
+    if quality is None or not len(quality):
+        return ""
+    shown = ", ".join(f"{r['audit']} {r['balanced accuracy']:.2f}"
+                      for _, r in quality.iterrows())
+    weak = quality[quality["weak"]]
+    warning = (f" **The models are too weak to judge {', '.join(weak['audit'])}** (balanced "
+               f"accuracy under {WEAK_BALANCED_ACCURACY}): read those flags as candidates, "
+               "and train the fold models longer (--epochs) or larger (--img-size)."
+               if len(weak) else "")
+    return f" The judging models' out-of-sample balanced accuracy: {shown}.{warning}"
 
 
 def _pairs_line(settings: dict) -> str:

@@ -45,7 +45,9 @@ def _run_config(args, splits=("train", "val", "test")):
     """The config of a train or tune command, and its split files found, before TensorFlow."""
     from tf_twohead.config import load_config
     from tf_twohead.core.errors import DataError
+    from tf_twohead.data.layouts import check_layouts
     from tf_twohead.data.splits import split_csv
+    from tf_twohead.pretrained.warm_start import source_of
 
     cfg = load_config(args.config, args.overrides)
     missing = [str(split_csv(cfg.data.root, s)) for s in splits
@@ -54,6 +56,9 @@ def _run_config(args, splits=("train", "val", "test")):
         raise DataError(f"data.root={cfg.data.root}: no {', '.join(missing)}. Point "
                         f"data.root at a dataset folder with {', '.join(splits)} CSV files "
                         "(tf-twohead data fashion-mnist DIR writes a demo one).")
+    check_layouts(cfg, [split_csv(cfg.data.root, s) for s in splits])
+    if cfg.model.init_from and not getattr(args, "resume", False):
+        source_of(cfg.model.init_from, cfg.run_dir)
     return cfg
 
 

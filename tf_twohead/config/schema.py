@@ -51,6 +51,8 @@ class ModelConfig:
     pretrained: str | None = None
     heads: dict[str, list[int]] = field(default_factory=lambda: dict(DEFAULT_HEADS))
     stage_repeats: list[int] = field(default_factory=lambda: list(STAGE_REPEATS))
+    init_from: str | None = None
+    drop_heads: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

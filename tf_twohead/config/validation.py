@@ -96,8 +96,11 @@ def validate(config: Config) -> None:
         _check(name != SOFTMAX_OUTPUT, f"model.heads.{name}",
                f"a head name other than {SOFTMAX_OUTPUT!r}", name)
         bad = [i for i in ids if not 0 <= i < len(d.class_names)]
-        _check(ids and not bad, f"model.heads.{name}",
-               f"positive class ids in 0..{len(d.class_names) - 1}", list(ids))
+        # [] names a head answered in its own column of per-head CSVs (data.layouts).
+        _check((ids or m.kind == "two_head") and not bad, f"model.heads.{name}",
+               f"positive class ids in 0..{len(d.class_names) - 1}"
+               + (", or [] for a head answered in its own CSV column"
+                  if m.kind == "two_head" else ""), list(ids))
     for key, mapping in (("train.loss_weights", t.loss_weights),
                          ("train.pos_weight", t.pos_weight)):
         unknown = sorted(set(mapping) - set(m.heads))
@@ -114,9 +117,21 @@ def validate(config: Config) -> None:
     _check(t.epochs >= 1, "train.epochs", "at least 1", t.epochs)
     _check(0 <= t.freeze_epochs <= t.epochs, "train.freeze_epochs",
            f"0..train.epochs ({t.epochs})", t.freeze_epochs)
-    _check(not t.freeze_epochs or m.pretrained, "train.freeze_epochs",
-           "0 unless model.pretrained is set (a random backbone is not worth freezing)",
-           t.freeze_epochs)
+    _check(not t.freeze_epochs or m.pretrained or m.init_from, "train.freeze_epochs",
+           "0 unless model.pretrained or model.init_from is set (a random backbone is not "
+           "worth freezing)", t.freeze_epochs)
+    _check(m.init_from is None or str(m.init_from).strip() != "", "model.init_from",
+           "null, or a run folder or .keras file of a trained model", m.init_from)
+    _check(not (m.init_from and m.pretrained), "model.init_from",
+           "null when model.pretrained is set (the trained model brings its own backbone)",
+           m.init_from)
+    _check(not (m.init_from and m.kind != "two_head"), "model.init_from",
+           "null unless model.kind=two_head (it carries heads over by name)", m.init_from)
+    kept = sorted(set(m.drop_heads) & set(m.heads))
+    _check(not kept, "model.drop_heads", "heads of the model in model.init_from that this "
+           "config leaves out, not heads it keeps", kept)
+    _check(not m.drop_heads or m.init_from, "model.drop_heads",
+           "empty unless model.init_from is set", list(m.drop_heads))
     _check(t.batch_size >= 1, "train.batch_size", "at least 1", t.batch_size)
     _check(t.steps_per_epoch is None or t.steps_per_epoch >= 1, "train.steps_per_epoch",
            "null or at least 1", t.steps_per_epoch)

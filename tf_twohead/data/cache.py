@@ -99,8 +99,8 @@ def load_split(root: str | Path, split: str, img_size: int, num_classes: int,
 
 def scan_split(root: str | Path, split: str, img_size: int, num_classes: int,
                cache_dir: str | Path | None = None, workers: int = 0, progress: bool = True,
-               max_pixels: int = MAX_IMAGE_PIXELS,
-               max_rows: int = MAX_SPLIT_ROWS) -> tuple[SplitData, list[Problem]]:
+               max_pixels: int = MAX_IMAGE_PIXELS, max_rows: int = MAX_SPLIT_ROWS,
+               heads=None) -> tuple[SplitData, list[Problem]]:
     """Check every row of a split in one pass and cache the images that decode.
 
     Row problems (malformed, unknown class id, missing file) do not stop the scan: the
@@ -112,7 +112,7 @@ def scan_split(root: str | Path, split: str, img_size: int, num_classes: int,
         found, in CSV line order. Nothing is raised for bad rows; see `keep_usable`.
     """
     csv_path = split_csv(root, split)
-    rows, problems = read_split(csv_path, num_classes, max_rows)
+    rows, problems = read_split(csv_path, num_classes, max_rows, heads)
     folder = cache_folder(cache_dir or Config().cache_dir, csv_path, rows, split, img_size,
                            max_pixels)
     if not rows:

@@ -10,10 +10,9 @@ from __future__ import annotations
 import collections
 import sys
 
-import numpy as np
-
 from tf_twohead.core.errors import DataError
 from tf_twohead.data.cache import SplitData
+from tf_twohead.data.targets import head_answers, known
 
 EXAMPLES = 3  # duplicate groups quoted per kind
 
@@ -21,7 +20,8 @@ EXAMPLES = 3  # duplicate groups quoted per kind
 def check_heads(splits: dict[str, SplitData], heads: dict[str, list[int]],
                 allow_single_class: bool = False) -> None:
     """Raise one `DataError` naming every split in which a head has no positive or no
-    negative example: its F1 would be 0 (or undefined) however well the model learns.
+    negative example among its known answers: its F1 would be 0 (or undefined) however
+    well the model learns.
 
     Args:
         splits: dict of split name -> `SplitData`.
@@ -32,12 +32,17 @@ def check_heads(splits: dict[str, SplitData], heads: dict[str, list[int]],
         return
     problems = []
     for name, split in splits.items():
+        answers = head_answers(split.rows, heads)
         for head, ids in heads.items():
-            positives = int(np.isin(split.class_ids, ids).sum())
-            if positives == 0 or positives == len(split):
+            positives, count = int((answers[head] == 1).sum()), int(known(answers[head]).sum())
+            if positives == 0 or positives == count:
                 missing = "positive" if positives == 0 else "negative"
-                problems.append(f"  {name} split: head {head!r} (positive class ids {list(ids)}) "
-                                f"has no {missing} example among its {len(split)} images")
+                which = (f"(positive class ids {list(ids)})" if split.rows.answers is None
+                         else "(its column)")
+                among = (f"its {len(split)} images" if count == len(split)
+                         else f"its {count} known answers ({len(split)} images)")
+                problems.append(f"  {name} split: head {head!r} {which} has no {missing} "
+                                f"example among {among}")
     if problems:
         raise DataError("A head cannot be trained or scored without both answers:\n"
                         + "\n".join(problems) + "\nFix the splits or model.heads, or set "

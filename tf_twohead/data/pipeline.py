@@ -21,8 +21,10 @@ import tensorflow as tf
 from tf_twohead.core.api import public
 from tf_twohead.data.cache import SplitData, describe, keep_usable, scan_split
 from tf_twohead.data.checks import check_heads, report_duplicates
+from tf_twohead.data.layouts import check_layouts
 from tf_twohead.data.problems import raise_bad_rows
-from tf_twohead.data.splits import encode_targets
+from tf_twohead.data.splits import split_csv
+from tf_twohead.data.targets import split_targets
 
 
 @public
@@ -118,13 +120,15 @@ def checked_splits(cfg, splits=("train", "val"), root: str | None = None, progre
     data = cfg.data
     root = root or data.root
     scanned = {name: scan_split(root, name, data.img_size, len(data.class_names), cfg.cache_dir,
-                                data.workers, progress, data.max_image_pixels, data.max_rows)
+                                data.workers, progress, data.max_image_pixels, data.max_rows,
+                                list(cfg.model.heads))
                for name in splits}
     if data.on_bad_image == "error":
         raise_bad_rows({describe(name, root): problems
                         for name, (_, problems) in scanned.items()})
     loaded = {name: keep_usable(split, problems, data.on_bad_image, describe(name, root))
               for name, (split, problems) in scanned.items()}
+    check_layouts(cfg, [split_csv(root, name) for name in loaded])
     check_heads(loaded, cfg.model.heads, data.allow_single_class)
     report_duplicates(loaded)
     return loaded
@@ -153,8 +157,8 @@ def datasets_for(cfg, split: SplitData, targets: dict[str, np.ndarray] | None = 
     coarse stage learns the coarse groups of the same images)."""
     training = split.name == "train"
     if targets is None:
-        targets = encode_targets(split.class_ids, cfg.model.kind, cfg.model.heads,
-                                 len(cfg.data.class_names))
+        targets = split_targets(split.rows, cfg.model.kind, cfg.model.heads,
+                                len(cfg.data.class_names))
     pos_weight = dict(cfg.train.pos_weight) if cfg.model.kind == "two_head" else None
     return make_dataset(split, targets, cfg.train.batch_size, training=training,
                         seed=cfg.train.seed, rotation=cfg.data.rotation,

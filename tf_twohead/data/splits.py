@@ -1,9 +1,9 @@
-"""Read CSV splits, validate their rows, and map class ids to per-head targets.
+"""Read CSV splits and validate their rows.
 
 A split file has rows `relative/path.jpg,class_id` (or `|`-separated), with or without
-a header row. Every problem is collected as a `Problem` naming the CSV file, the line
-and the image path, so the whole report comes out at once (`data.problems`), before
-training starts.
+a header row, or a header `path,<head>,...` and one answer per head (`data.layouts`).
+Every problem is collected as a `Problem` naming the CSV file, the line and the image
+path, so the whole report comes out at once (`data.problems`), before training starts.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from tf_twohead.core.defaults import MAX_SPLIT_ROWS, SOFTMAX_KINDS, SOFTMAX_OUTPUT
+from tf_twohead.core.defaults import MAX_SPLIT_ROWS
 from tf_twohead.core.errors import DataError
+from tf_twohead.data.layouts import HEADS, answers_parser, class_parser, layout_of
 from tf_twohead.data.problems import Problem
 from tf_twohead.data.rowpaths import PathChecker
 
@@ -37,20 +38,23 @@ class Row(NamedTuple):
 
 @dataclasses.dataclass
 class Rows:
-    """A split's usable rows, by column: a million rows cost four lists, not a million
+    """A split's usable rows, by column: a million rows cost a few lists, not a million
     objects (which took half of reading them). Indexing or iterating gives `Row`s.
 
     Attributes:
         csvs: list of str. Each row's CSV file.
         lines: list of int. Each row's line in it.
         paths: list of str. Each row's image, relative to the CSV's folder.
-        class_ids: int64 array.
+        class_ids: int64 array; -1 in the per-head layout, which has no class ids.
+        answers: dict or None. In the per-head layout (`data.layouts`), head name ->
+            float32 array of 1.0, 0.0 or `UNKNOWN` (-1); None in the class-id layout.
     """
 
     csvs: list[str]
     lines: list[int]
     paths: list[str]
     class_ids: np.ndarray
+    answers: dict[str, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -66,14 +70,23 @@ class Rows:
     def take(self, index) -> Rows:
         """The rows at `index` (a sequence of positions), in its order."""
         index = list(index)
+        at = np.asarray(index, np.int64)
         return Rows([self.csvs[i] for i in index], [self.lines[i] for i in index],
-                    [self.paths[i] for i in index], self.class_ids[np.asarray(index, np.int64)])
+                    [self.paths[i] for i in index], self.class_ids[at],
+                    None if self.answers is None else
+                    {h: a[at] for h, a in self.answers.items()})
 
     @classmethod
     def concat(cls, parts: list[Rows]) -> Rows:
+        """Several splits' rows as one (all of one layout)."""
+        answers = None
+        if parts and parts[0].answers is not None:
+            answers = {h: np.concatenate([p.answers[h] for p in parts])
+                       for h in parts[0].answers}
         return cls([c for p in parts for c in p.csvs], [n for p in parts for n in p.lines],
                    [q for p in parts for q in p.paths],
-                   np.concatenate([p.class_ids for p in parts] or [np.zeros(0, np.int64)]))
+                   np.concatenate([p.class_ids for p in parts] or [np.zeros(0, np.int64)]),
+                   answers)
 
 
 def split_csv(root: str | Path, split: str) -> Path:
@@ -81,18 +94,21 @@ def split_csv(root: str | Path, split: str) -> Path:
     return Path(root) / f"{split}.csv"
 
 
-def read_split(csv_path: str | Path, num_classes: int,
-               max_rows: int = MAX_SPLIT_ROWS) -> tuple[Rows, list[Problem]]:
+def read_split(csv_path: str | Path, num_classes: int, max_rows: int = MAX_SPLIT_ROWS,
+               heads=None) -> tuple[Rows, list[Problem]]:
     """Parse a split file into rows and row-level problems (no image is opened here).
 
-    The work per row is a CSV record, a dictionary look-up for its class id and one for
-    its path (`rowpaths.PathChecker`), so a million rows read in seconds; a file with
-    more than `max_rows` lines is refused before it is parsed.
+    Either layout (`data.layouts`): class ids, or one answer per head. The work per row
+    is a CSV record, dictionary look-ups for its label(s) and one for its path
+    (`rowpaths.PathChecker`), so a million rows read in seconds; a file with more than
+    `max_rows` lines is refused before it is parsed.
 
     Args:
         csv_path: str. The CSV file; image paths in it are relative to its folder.
         num_classes: int. Valid class ids are `0..num_classes-1`.
         max_rows: int. `data.max_rows`: the most rows a split may have.
+        heads: the config's head names, which a per-head header must name; None accepts
+            any header.
 
     Returns:
         `(rows, problems)`: the well-formed rows whose file exists, and the rest.
@@ -100,35 +116,41 @@ def read_split(csv_path: str | Path, num_classes: int,
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise DataError(
-            f"Split file not found: {csv_path}. Expected headerless rows "
-            f"'relative/path.jpg,class_id' in <data.root>/{{train,val,test}}.csv."
-        )
+            f"Split file not found: {csv_path}. Expected rows 'relative/path.jpg,class_id' "
+            f"(or a header 'path,<head>,...' and one answer per head) in "
+            f"<data.root>/{{train,val,test}}.csv.")
     text = _read_text(csv_path)
     _check_row_count(text, csv_path, max_rows)
     first = next((ln for ln in io.StringIO(text) if ln.strip()), "")
     delimiter = "|" if "|" in first else ","
+    name = str(csv_path)
+    first_reader = csv.reader([first], delimiter=delimiter)
+    layout, columns = layout_of(next(_records(first_reader, name), []), heads, name)
+    many = layout == HEADS
+    if many:
+        parse, expected = answers_parser(columns), f"path{delimiter}{delimiter.join(columns)}"
+    else:
+        parse, expected = class_parser(num_classes), f"path{delimiter}class_id"
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=False)
     checker = PathChecker(csv_path.parent)
     listing = checker.listing
-    ids: dict[str, int | tuple[str, str]] = {}  # a label's text -> its id, or why not
-    lines, paths, class_ids, problems = [], [], [], []
-    name = str(csv_path)
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=False)
+    lines, paths, labels, problems = [], [], [], []
     first_record, last_folder, files = True, None, frozenset()
     for fields in _records(reader, name):
         # The loop runs once per row, millions of times: plain look-ups only.
-        header, first_record = first_record, False
-        path, label = (fields[0].strip(), fields[1].strip()) if len(fields) == 2 else ("", "")
-        if not path:
+        header, first_record = first_record and any(fields), first_record and not any(fields)
+        if header and many:
+            continue
+        path = fields[0].strip() if fields else ""
+        if not path or (len(fields) != 2 and not many):
             if any(f.strip() for f in fields):
                 problems.append(Problem(name, reader.line_num, "", "malformed row",
-                                        f"expected 'path{delimiter}class_id', got {fields}"))
+                                        f"expected '{expected}', got {fields[:8]}"))
             continue
-        class_id = ids.get(label)
-        if class_id is None:
-            class_id = ids[label] = _class_id(label, num_classes)
-        if class_id.__class__ is not int:
-            if not header or class_id[0] != "malformed row":  # else a header ("path,label")
-                problems.append(Problem(name, reader.line_num, path[:MAX_PATH_SHOWN], *class_id))
+        label = parse(fields[1:] if many else fields[1].strip())
+        if label.__class__ is tuple and label and label[0].__class__ is str:  # a problem
+            if not header or label[0] != "malformed row":  # else a header ("path,label")
+                problems.append(Problem(name, reader.line_num, path[:MAX_PATH_SHOWN], *label))
             continue
         folder, _, base = path.rpartition("/")
         if folder != last_folder:  # rows come grouped by folder: one look-up per group
@@ -140,23 +162,16 @@ def read_split(csv_path: str | Path, num_classes: int,
                 continue
         lines.append(reader.line_num)
         paths.append(path)
-        class_ids.append(class_id)
+        labels.append(label)
     if not paths and not problems:
         raise DataError(f"Split file {csv_path} has no rows.")
     if len(paths) + len(problems) > max_rows:  # the exact count, past a header
         _too_many(csv_path, f"{len(paths) + len(problems):,} rows", max_rows)
-    return Rows([name] * len(paths), lines, paths, np.array(class_ids, np.int64)), problems
-
-
-def _class_id(label: str, num_classes: int) -> int | tuple[str, str]:
-    """A label's class id, or the problem (reason, detail) of every row that has it."""
-    try:
-        class_id = int(label)
-    except ValueError:
-        return ("malformed row", f"class id {label[:40]!r} is not an integer")
-    if not 0 <= class_id < num_classes:
-        return ("unknown class id", f"{class_id} is not in 0..{num_classes - 1}")
-    return class_id
+    if not many:
+        return Rows([name] * len(paths), lines, paths, np.array(labels, np.int64)), problems
+    table = np.array(labels, np.float32).reshape(len(paths), len(columns))
+    return Rows([name] * len(paths), lines, paths, np.full(len(paths), -1, np.int64),
+                {h: table[:, i].copy() for i, h in enumerate(columns)}), problems
 
 
 def _check_row_count(text: str, csv_path: Path, max_rows: int) -> None:
@@ -197,29 +212,3 @@ def _records(reader, name: str):
     except csv.Error as e:
         raise DataError(f"{name}:{reader.line_num}: unreadable CSV ({e}); rows are "
                         "'relative/path.jpg,class_id'. Is it a split file?") from None
-
-
-def encode_targets(class_ids, kind: str, heads: dict[str, list[int]],
-                   num_classes: int) -> dict[str, np.ndarray]:
-    """Map class ids to the training targets of a model, keyed by output name.
-
-    Args:
-        class_ids: int array of shape `(N,)`.
-        kind: str. "two_head" gives one `(N, 1)` binary target per head (1 where the
-            class id is among the head's positive ids); "softmax" and "combined" give one-hot
-            `(N, num_classes)` targets under the key "probs".
-        heads: dict. Head name -> positive class ids.
-        num_classes: int. Number of classes.
-
-    Example:
-
-    >>> encode_targets([0, 1, 2], "two_head", {"main": [2], "aux": [1]}, 3)["main"].ravel()
-    array([0., 0., 1.], dtype=float32)
-    """
-    class_ids = np.asarray(class_ids, dtype=np.int64)
-    if kind in SOFTMAX_KINDS:
-        return {SOFTMAX_OUTPUT: np.eye(num_classes, dtype=np.float32)[class_ids]}
-    return {
-        name: np.isin(class_ids, positive).astype(np.float32)[:, None]
-        for name, positive in heads.items()
-    }

@@ -20,7 +20,7 @@ from tf_twohead.core.api import public
 from tf_twohead.core.defaults import SOFTMAX_OUTPUT
 from tf_twohead.core.fileio import atomic_write_json, atomic_write_text
 from tf_twohead.core.run_folder import metrics_file, resolve_model, result_file
-from tf_twohead.data.splits import encode_targets
+from tf_twohead.data.targets import head_answers
 from tf_twohead.evaluation.figures import write_figures
 from tf_twohead.evaluation.scores import binary_scores, class_scores, threshold_for_precision
 from tf_twohead.inference.latency import measure_latency
@@ -67,8 +67,7 @@ def evaluate(run_dir_or_model: str | Path, data_root: str | Path | None = None,
     root = Path(data_root or cfg.data.root)  # one of them exists, or run() raised
     own = cfg is not None and root.resolve() == Path(cfg.data.root).resolve()
     dataset = None if own or data_root is None else root.resolve().name
-    truth = {k: v[:, 0] for k, v in encode_targets(
-        data.class_ids, "two_head", predictor.heads, len(classes)).items()}
+    truth = head_answers(data.rows, predictor.heads)  # UNKNOWN where a cell was empty
     decisions = predictor.decisions(scores)
     heads = {}
     for name in predictor.heads:
@@ -87,18 +86,18 @@ def evaluate(run_dir_or_model: str | Path, data_root: str | Path | None = None,
         "images": len(data),
         "heads": heads,
     }
-    if predictor.kind == "softmax":
+    if predictor.kind == "softmax" and data.rows.answers is None:
         result["classes"] = class_scores(data.class_ids, scores[SOFTMAX_OUTPUT], classes)
     target = None
     if target_precision is not None:
         val_data, val_scores = run("val") if split != "val" else (data, scores)
-        val_truth = encode_targets(val_data.class_ids, "two_head", predictor.heads, len(classes))
-        chosen = {name: threshold_for_precision(val_truth[name][:, 0], val_scores[name],
+        val_truth = head_answers(val_data.rows, predictor.heads)
+        chosen = {name: threshold_for_precision(val_truth[name], val_scores[name],
                                                 target_precision) for name in predictor.heads}
         at = predictor.decisions(scores, chosen)
         result["at_target_precision"] = {"target": target_precision, "heads": {}}
         for name in predictor.heads:
-            on_val = binary_scores(val_truth[name][:, 0], val_scores[name],
+            on_val = binary_scores(val_truth[name], val_scores[name],
                                     val_scores[name] >= chosen[name], chosen[name])
             metrics = binary_scores(truth[name], scores[name], at[name], chosen[name])
             # No threshold reaches the target on val: say so, do not pass off t=1.0.
@@ -125,9 +124,11 @@ def evaluate(run_dir_or_model: str | Path, data_root: str | Path | None = None,
 
 
 def head_table(result: dict) -> pd.DataFrame:
-    """The per-head table of one evaluation."""
+    """The per-head table of one evaluation: scores over each head's known answers
+    (`known`; every image in the class-id layout)."""
+    images = result["images"]
     rows = [{"head": name, **{k: m[k] for k in ("precision", "recall", "f1", "accuracy", "auc")},
-             "positives": m["positives"], "images": m["support"]}
+             "positives": m["positives"], "known": m["support"], "images": images}
             for name, m in result["heads"].items()]
     if "at_target_precision" in result:
         target = result["at_target_precision"]["target"]
@@ -135,7 +136,7 @@ def head_table(result: dict) -> pd.DataFrame:
             reached = "" if m.get("reached_on_val", True) else ", not reached on val"
             rows.append({"head": f"{name} @P>={target:g} (t={m['threshold']:.3f}{reached})",
                          **{k: m[k] for k in ("precision", "recall", "f1", "accuracy", "auc")},
-                         "positives": m["positives"], "images": m["support"]})
+                         "positives": m["positives"], "known": m["support"], "images": images})
     return pd.DataFrame(rows)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from sklearn import metrics as skm
 
-from tf_twohead.core.defaults import SOFTMAX_OUTPUT
+from tf_twohead.core.defaults import SOFTMAX_OUTPUT, UNKNOWN
 from tf_twohead.evaluation.scores import binary_scores
 from tf_twohead.plots.gallery import plot_errors, worst_errors
 from tf_twohead.plots.pr_confusion import (
@@ -42,32 +42,34 @@ def write_figures(predictor, data, truth: dict, scores: dict, decisions: dict,
     """
     written = []
     curves = {}
-    for name in predictor.heads:
-        t = truth[name]
+    known = {name: truth[name] != UNKNOWN for name in predictor.heads}
+    for name in predictor.heads:  # every figure of a head shows its known answers only
+        k = known[name]
+        t, s, d = truth[name][k], scores[name][k], decisions[name][k]
         if len(np.unique(t)) < 2:
             continue
-        precision, recall, _ = skm.precision_recall_curve(t.astype(bool), scores[name])
+        precision, recall, _ = skm.precision_recall_curve(t.astype(bool), s)
         threshold = predictor.threshold(name)
         threshold = float("nan") if threshold is None else threshold
         at_target = None
         if target is not None:
             chosen = target["thresholds"][name]
-            at_target = (*operating_point(t, scores[name], scores[name] >= chosen), chosen)
+            at_target = (*operating_point(t, s, s >= chosen), chosen)
         curves[name] = Curve(precision, recall,
-                             float(skm.average_precision_score(t.astype(bool), scores[name])),
-                             (*operating_point(t, scores[name], decisions[name]), threshold),
-                             at_target)
+                             float(skm.average_precision_score(t.astype(bool), s)),
+                             (*operating_point(t, s, d), threshold), at_target)
     if curves:
         written.append(plot_pr_curves(curves, path_for("pr_curves.png"), title,
                                       target["precision"] if target else None))
     matrices = {}
     for name, ids in predictor.heads.items():
         positive = " / ".join(predictor.class_names[i] for i in ids) or name
-        matrices[name] = (skm.confusion_matrix(truth[name].astype(bool), decisions[name],
-                                               labels=[False, True]),
+        k = known[name]
+        matrices[name] = (skm.confusion_matrix(truth[name][k].astype(bool),
+                                               decisions[name][k], labels=[False, True]),
                           [f"not {positive}", positive])
     written.append(plot_confusions(matrices, path_for("confusion.png")))
-    if predictor.kind == "softmax":
+    if predictor.kind == "softmax" and data.rows.answers is None:
         labels = list(range(len(predictor.class_names)))
         matrix = skm.confusion_matrix(data.class_ids, scores[SOFTMAX_OUTPUT].argmax(axis=1),
                                       labels=labels)
@@ -75,7 +77,9 @@ def write_figures(predictor, data, truth: dict, scores: dict, decisions: dict,
                                             path_for("confusion_classes.png")))
     names = data.rows.paths
     for name in predictor.heads:
-        false_pos, false_neg = worst_errors(truth[name], scores[name], decisions[name])
+        # An unknown answer is never an error: its score stands in for the truth.
+        t = np.where(known[name], truth[name], decisions[name])
+        false_pos, false_neg = worst_errors(t, scores[name], decisions[name])
         written.append(plot_errors(data.images, names, scores[name], false_pos, false_neg,
                                    name, path_for(f"errors_{name}.png")))
     return written

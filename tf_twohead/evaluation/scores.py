@@ -8,13 +8,16 @@ from __future__ import annotations
 import numpy as np
 from sklearn import metrics as skm
 
-from tf_twohead.core.defaults import TOP_K, class_metric_names
+from tf_twohead.core.defaults import TOP_K, UNKNOWN, class_metric_names
 
 
 def binary_scores(truth: np.ndarray, scores: np.ndarray, decisions: np.ndarray,
                    threshold: float | None) -> dict:
-    """The one metrics function: precision, recall, F1, accuracy, AUC of a yes/no task."""
-    truth, decisions = np.asarray(truth).astype(bool), np.asarray(decisions).astype(bool)
+    """The one metrics function: precision, recall, F1, accuracy, AUC of a yes/no task,
+    over the rows whose answer is known (`truth` 1 or 0; `UNKNOWN` rows are left out).
+    `support` counts the known answers."""
+    truth, scores, decisions = _known_rows(truth, scores, decisions)
+    decisions = decisions.astype(bool)
     both = len(np.unique(truth)) == 2
     return {
         "precision": float(skm.precision_score(truth, decisions, zero_division=0)),
@@ -49,10 +52,18 @@ def class_scores(class_ids: np.ndarray, probs: np.ndarray, class_names: list[str
 
 
 def threshold_for_precision(truth: np.ndarray, scores: np.ndarray, target: float) -> float:
-    """The lowest threshold whose precision reaches `target` (the most recall); 1.0 if none."""
-    truth = np.asarray(truth).astype(bool)
+    """The lowest threshold whose precision reaches `target` (the most recall), over the
+    known answers; 1.0 if none."""
+    truth, scores = _known_rows(truth, scores)
     if not truth.any():
         return 1.0  # no positives: nothing can reach any precision
     precision, _, thresholds = skm.precision_recall_curve(truth, scores)
     ok = np.nonzero(precision[:-1] >= target)[0]
     return float(thresholds[ok[0]]) if len(ok) else 1.0
+
+
+def _known_rows(truth, *columns):
+    """`truth` as booleans and the row-aligned `columns`, on the rows whose answer is known."""
+    truth = np.asarray(truth)
+    keep = truth != UNKNOWN
+    return (truth[keep].astype(bool), *(np.asarray(c)[keep] for c in columns))

@@ -24,7 +24,7 @@ from tf_twohead.core.api import public
 from tf_twohead.core.errors import ExportError, ParityError
 from tf_twohead.core.fileio import atomic_path, atomic_write_json
 from tf_twohead.core.run_folder import export_path, resolve_model
-from tf_twohead.data.splits import encode_targets
+from tf_twohead.data.targets import head_answers
 from tf_twohead.export.parity import compare_predictions, summary_lines
 from tf_twohead.export.serving import QUANTIZATIONS, convert_saved_model, write_serving_model
 from tf_twohead.inference import metadata as metadata_lib
@@ -98,12 +98,12 @@ def to_tflite(model_path: str | Path, quantize: str = "none", calibration: int =
         candidate_path = Path(tmp) / "candidate.tflite"
         candidate_path.write_bytes(convert_saved_model(saved, quantize, train))
         metadata_lib.embed(candidate_path, meta)
-        val_images, val_ids = val
+        val_images, val_rows = val
         say(f"[3/3] checking parity on {len(val_images)} validation images", flush=True)
-        truth = encode_targets(val_ids, "two_head", reference.heads, len(reference.class_names))
         report = compare_predictions(reference, Predictor(candidate_path), val_images,
-                                     {k: v[:, 0] for k, v in truth.items()}, quantize,
-                                     key_head_of(reference), class_ids=val_ids)
+                                     head_answers(val_rows, reference.heads), quantize,
+                                     key_head_of(reference),
+                                     class_ids=None if val_rows.answers else val_rows.class_ids)
         target = out if report["passed"] else out.with_name(
             out.name.replace(".tflite", ".parity-failed.tflite"))
         with atomic_path(target) as tmp_file:
@@ -127,7 +127,7 @@ def _data(reference: Predictor, data_root, calibration: int, parity_images: int,
     def sample(split: str, n: int):
         data = load_model_split(reference, split, data_root, progress)
         pick = np.sort(np.random.default_rng(0).permutation(len(data))[:n])
-        return data.images[pick], data.class_ids[pick]
+        return data.images[pick], data.rows.take(pick)
 
     val = sample("val", parity_images)
     train = sample("train", calibration)[0] if calibration else None

@@ -53,7 +53,7 @@ class KerasRunner:
     def __init__(self, path: Path):
         import tensorflow as tf
 
-        from tf_twohead.inference.saving import load_model  # imports Keras: only for .keras files
+        from tf_twohead.keras_files.load import load_model  # imports Keras: only for .keras files
 
         self.model = load_model(path)
         self.img_size = int(self.model.inputs[0].shape[1])

@@ -28,6 +28,7 @@ from tf_twohead.models.backbones import backbone_layer_names, keras_application
 from tf_twohead.models.combined import encoders
 from tf_twohead.models.shufflenet import stage_channels
 from tf_twohead.pretrained.torchvision import import_torchvision, save_weights
+from tf_twohead.pretrained.warm_start import init_from
 
 # The official torchvision files; the hex run in each name is a SHA-256 prefix.
 TORCHVISION_URLS = {
@@ -42,7 +43,8 @@ CACHE_SUBDIR = "tf_twohead"
 
 @public
 def build_model(cfg, kind: str | None = None, num_classes: int | None = None) -> keras.Model:
-    """Build the model a `Config` describes, with its `model.pretrained` backbone if any.
+    """Build the model a `Config` describes, with its `model.pretrained` backbone, or the
+    backbone and same-named heads of its `model.init_from` model (`warm_start`), if any.
 
     Args:
         cfg: `Config`.
@@ -65,6 +67,8 @@ def build_model(cfg, kind: str | None = None, num_classes: int | None = None) ->
                   weights=m.pretrained if native else None,
                   head_widths=dict(m.head_widths) if kind == "two_head" else None,
                   stage_repeats=tuple(m.stage_repeats))
+    if m.init_from:  # a trained model: its backbone and same-named heads
+        init_from(model, m.init_from, list(m.drop_heads))
     if m.pretrained and not native:
         # The softmax body's conv5 is torchvision's own when it has the same width.
         conv5 = kind != "two_head" and m.head_width == stage_channels(m.width)[4]

@@ -19,7 +19,8 @@ import keras
 from tf_twohead.config import Config
 from tf_twohead.core.api import public
 from tf_twohead.core.defaults import SOFTMAX_OUTPUT
-from tf_twohead.recipe.metrics import class_metrics, head_metrics, softmax_head_metrics
+from tf_twohead.recipe.masked import MaskedBinaryCrossentropy, head_metrics
+from tf_twohead.recipe.metrics import class_metrics, softmax_head_metrics
 from tf_twohead.recipe.optimizers import OneCycle, TorchAdam
 
 
@@ -28,8 +29,9 @@ def compile_model(model: keras.Model, cfg: Config, total_steps: int | None = Non
                   heads: dict[str, list[int]] | None = None) -> keras.Model:
     """Compile with the reference recipe: per-head losses, weights and metrics by name.
 
-    Two-head: binary cross-entropy with label smoothing per head, `loss_weights` from
-    the config (main 2, aux 1), precision/recall/F1/AUC per head. A model whose one
+    Two-head: binary cross-entropy with label smoothing per head, over the rows whose
+    answer is known (`recipe.masked`), `loss_weights` from the config (main 2, aux 1),
+    precision/recall/F1/AUC per head over known answers. A model whose one
     output is "probs" (softmax, combined, a combined run's encoder stages): categorical
     cross-entropy with the same smoothing, class `accuracy` and `top5`, and each head's
     metrics read from the class probabilities. Adam as PyTorch defines it
@@ -59,10 +61,13 @@ def compile_model(model: keras.Model, cfg: Config, total_steps: int | None = Non
             metrics=metrics,
         )
     else:
-        metrics = {h: head_metrics() for h in heads}
+        # One output: Keras logs its metrics unprefixed; name them `<head>_f1` as always.
+        metrics = {h: head_metrics(f"{h}_" if len(heads) == 1 else "") for h in heads}
         model.compile(
             optimizer=optimizer,
-            loss={h: keras.losses.BinaryCrossentropy(label_smoothing=t.label_smoothing)
+            # Keras' binary cross-entropy over the known labels (all of them in the
+            # class-id layout): an unknown answer trains nothing (recipe.masked).
+            loss={h: MaskedBinaryCrossentropy(label_smoothing=t.label_smoothing)
                   for h in heads},
             loss_weights={h: float(t.loss_weights.get(h, 1.0)) for h in heads},
             metrics=metrics,

@@ -1,10 +1,11 @@
 """Keras training metrics per head, with the same names for every kind of model.
 
-A multi-head model gets Keras' built-in metrics per output, logged as `main_f1`,
-`aux_auc`, ... The softmax baseline has one output, so its metrics look at the task of
-each head through the class probabilities: the head's decision is "argmax is one of
-its positive class ids", its score the sum of those probabilities. They are named
-`main_f1`, `aux_auc`, ... too, so `val_main_f1` picks the best checkpoint of either.
+A multi-head model gets Keras' built-in metrics per output over its known answers
+(`recipe.masked.head_metrics`), logged as `main_f1`, `aux_auc`, ... The softmax
+baseline has one output, so its metrics look at the task of each head through the class
+probabilities: the head's decision is "argmax is one of its positive class ids", its
+score the sum of those probabilities. They are named `main_f1`, `aux_auc`, ... too, so
+`val_main_f1` picks the best checkpoint of either.
 """
 
 from __future__ import annotations
@@ -14,16 +15,6 @@ from keras import ops
 
 from tf_twohead.core.decisions import DEFAULT_THRESHOLD
 from tf_twohead.core.defaults import TOP_K, class_metric_names
-
-
-def head_metrics() -> list[keras.metrics.Metric]:
-    """Precision, recall, F1 (at `DEFAULT_THRESHOLD`) and AUC of one sigmoid head."""
-    return [
-        keras.metrics.Precision(thresholds=DEFAULT_THRESHOLD, name="precision"),
-        keras.metrics.Recall(thresholds=DEFAULT_THRESHOLD, name="recall"),
-        keras.metrics.F1Score(average="micro", threshold=DEFAULT_THRESHOLD, name="f1"),
-        keras.metrics.AUC(name="auc"),
-    ]
 
 
 class _SoftmaxHeadView:

@@ -13,14 +13,15 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from tf_twohead.core.defaults import SOFTMAX_KINDS
+from tf_twohead.data.targets import head_answers, known
 
 
 def run_summary(cfg, splits: dict, model) -> str:
     """The start summary: the run folder, the model, the machine, and the data per split
-    with each head's positives (a head without them would stop the run already)."""
+    with each head's positives (a head without them would stop the run already), and,
+    where some answers are unknown (per-head columns), positives / known answers."""
     import tensorflow as tf
 
     m = cfg.model
@@ -31,12 +32,20 @@ def run_summary(cfg, splits: dict, model) -> str:
     lines = [f"Run {cfg.run_dir}: {m.kind}, {m.backbone} x{m.width}, {cfg.data.img_size} px, "
              f"{params:,} parameters ({params * 4 / 1e6:.1f} MB as float32); "
              f"{threads} threads on {', '.join(devices)}",
-             f"  data {cfg.data.root}:",
-             "    split " + "".join(f"{h + '+':>10}" for h in heads) + f"{'images':>10}"]
+             f"  data {cfg.data.root}:"]
+    table = []
     for name, split in splits.items():
-        counts = [int(np.isin(split.class_ids, ids).sum()) for ids in m.heads.values()]
-        lines.append(f"    {name:5} " + "".join(f"{c:>10,}" for c in counts)
-                     + f"{len(split):>10,}")
+        answers = head_answers(split.rows, m.heads)
+        table.append((name, [(int((answers[h] == 1).sum()), int(known(answers[h]).sum()))
+                             for h in heads], len(split)))
+    partly = any(count < total for _, cells, total in table for _, count in cells)
+    width, title = (16, "+/known") if partly else (10, "+")
+    lines.append("    split " + "".join(f"{h + title:>{width}}" for h in heads)
+                 + f"{'images':>10}")
+    for name, cells, total in table:
+        shown = [f"{p:,}/{k:,}" if partly else f"{p:,}" for p, k in cells]
+        lines.append(f"    {name:5} " + "".join(f"{c:>{width}}" for c in shown)
+                     + f"{total:>10,}")
     return "\n".join(lines)
 
 

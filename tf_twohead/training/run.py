@@ -28,8 +28,9 @@ from tf_twohead.core.errors import RunExistsError
 from tf_twohead.core.run_folder import CONFIG, LAST, STATE, lock_run_dir
 from tf_twohead.core.runtime import warn_if_onednn_off
 from tf_twohead.data.pipeline import datasets_for
-from tf_twohead.inference.saving import load_model
+from tf_twohead.keras_files.load import load_model
 from tf_twohead.pretrained.load import build_model, fetch_pretrained
+from tf_twohead.pretrained.warm_start import source_of
 from tf_twohead.training import distribute
 from tf_twohead.training.loop import fit_run, load_run_splits
 from tf_twohead.training.progress import run_summary
@@ -55,6 +56,8 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False,
     """
     if cfg.model.kind == "combined":  # four staged fits, one run folder
         return train_staged(cfg, resume, overwrite, verbose, callbacks)
+    if cfg.model.init_from and not resume:  # before --overwrite could clear it
+        source_of(cfg.model.init_from, cfg.run_dir)
     warn_if_onednn_off()
     with lock_run_dir(cfg.run_dir):  # one writer per run folder
         state = check_run_dir(cfg, resume, overwrite)

@@ -54,8 +54,8 @@ from tf_twohead.core.run_folder import (
 )
 from tf_twohead.core.runtime import warn_if_onednn_off
 from tf_twohead.data.pipeline import datasets_for
-from tf_twohead.data.splits import encode_targets
-from tf_twohead.inference.saving import load_model
+from tf_twohead.data.targets import encode_targets
+from tf_twohead.keras_files.load import load_model
 from tf_twohead.models.combined import load_encoder, set_encoders_frozen
 from tf_twohead.plots.curves import plot_history
 from tf_twohead.pretrained.load import build_model, fetch_pretrained

@@ -40,7 +40,7 @@ from tf_twohead.data.pipeline import checked_splits, datasets_for
 from tf_twohead.evaluation.evaluate import measure_latency
 from tf_twohead.export.tflite import to_tflite
 from tf_twohead.inference.predictor import Predictor
-from tf_twohead.inference.saving import load_model
+from tf_twohead.keras_files.load import load_model
 from tf_twohead.pretrained.load import build_model
 from tf_twohead.training import distribute
 from tf_twohead.training.loop import fit_run

@@ -21,7 +21,7 @@ import keras
 
 from tf_twohead.core.api import public
 from tf_twohead.core.errors import ModelFileError
-from tf_twohead.inference.keras_file import check_keras_file
+from tf_twohead.keras_files.check import check_keras_file
 
 
 @public
@@ -34,7 +34,7 @@ def load_model(path, compile: bool = False) -> keras.Model:
             `--resume` does. Defaults to False (inference).
 
     Keras' `safe_mode` stays on (no Lambda layers, no arbitrary callables). Before Keras
-    builds anything, `keras_file.check_keras_file` bounds the archive, the weights and
+    builds anything, `keras_files.check.check_keras_file` bounds the archive, the weights and
     the parameters the config declares. Any file refused or unreadable is a
     `ModelFileError` naming it.
 
