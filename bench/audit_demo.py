@@ -109,7 +109,8 @@ def main() -> None:
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--audit-epochs", type=int, default=3)
     p.add_argument("--epochs", type=int, default=6, help="epochs of the before/after runs")
-    p.add_argument("--seeds", type=int, default=2, help="seeds of each before/after run")
+    p.add_argument("--seeds", type=int, default=2,
+                   help="seeds of each before/after run (0: the audit alone)")
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
@@ -144,6 +145,10 @@ def main() -> None:
               f"{seconds / images * 1e4 / 60:.1f} min per 10,000 images")
         print(f"All label issues flagged: {len(issues)} (val/test included); "
               f"clean copy: {json.dumps(result.clean)}")
+        print("\nThe fold models that judged the labels (out of sample):\n")
+        print(markdown_table(result.model_quality))
+        if not args.seeds:
+            return
         tests = {"test split": planted_root,
                  "test without the leaked images": without_sources(
                      planted_root, tmp / "unleaked", sources)}

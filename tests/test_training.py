@@ -149,3 +149,21 @@ def test_compile_uses_the_configured_adam(dataset, tmp_path):
     default = tt.compile_model(pretrained.build_model(tiny_config(tmp_path, dataset)),
                                      tiny_config(tmp_path, dataset)).optimizer
     assert (default.weight_decay_mode, default.l2, default.epsilon) == ("l2", 1e-4, 1e-8)
+
+
+def test_curves_are_drawn_first_then_at_most_every_so_often_and_last(tmp_path, monkeypatch):
+    from tf_twohead.training import loop
+
+    drawn = []
+    monkeypatch.setattr(loop, "plot_history", lambda *a, **k: drawn.append(a[0]))
+    (tmp_path / "history.csv").write_text("epoch,loss\n1,0.5\n")
+    plot = loop.PlotCurves(tmp_path, every=3600)
+    plot.set_params({"epochs": 5})
+    for epoch in range(5):
+        plot.on_epoch_end(epoch)
+    assert len(drawn) == 2  # the first epoch and the last: the three between were quick
+    plot = loop.PlotCurves(tmp_path, every=0)
+    plot.set_params({"epochs": 5})
+    for epoch in range(5):
+        plot.on_epoch_end(epoch)
+    assert len(drawn) == 7  # slow epochs: every one

@@ -47,6 +47,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.run_dir, self.monitor, self.tie_break = Path(run_dir), monitor, tie_break
         self.best, self.best_epoch, self.best_tie_break = best, best_epoch, best_tie_break
         self.saved_best = False  # this epoch's: the compact output marks it
+        self._inference = None  # (model, its uncompiled copy): built once per fit
 
     def is_better(self, score: float, tie_break: float) -> bool:
         """Whether an epoch scoring `score` (and `tie_break`) beats the best so far."""
@@ -64,7 +65,9 @@ class RunCheckpoint(keras.callbacks.Callback):
             self.model.save(tmp)
         self.saved_best = self.is_better(score, tie_break)
         if self.saved_best:
-            save_for_inference(self.model, self.run_dir / BEST)
+            if self._inference is None or self._inference[0] is not self.model:
+                self._inference = (self.model, inference_copy(self.model))
+            save_for_inference(self.model, self.run_dir / BEST, self._inference[1])
             self.best, self.best_epoch, self.best_tie_break = score, epoch + 1, tie_break
         atomic_write_json(self.run_dir / STATE, {
             "epoch": epoch + 1, "monitor": self.monitor, "best": self.best,
@@ -73,11 +76,18 @@ class RunCheckpoint(keras.callbacks.Callback):
         })
 
 
-def save_for_inference(model: keras.Model, path: Path) -> Path:
+def inference_copy(model: keras.Model) -> keras.Model:
+    """An uncompiled model of the same architecture (building one takes a second or two:
+    `RunCheckpoint` keeps it for the whole fit)."""
+    return keras.Model.from_config(model.get_config())
+
+
+def save_for_inference(model: keras.Model, path: Path,
+                       copy: keras.Model | None = None) -> Path:
     """Save `model` atomically without its optimizer state: an uncompiled copy with the
     same weights, as Keras' `.keras` format has no `include_optimizer` (and
     `clone_model` compiles its clone with the same optimizer)."""
-    copy = keras.Model.from_config(model.get_config())
+    copy = copy or inference_copy(model)
     copy.set_weights(model.get_weights())
     with atomic_path(path) as tmp:
         copy.save(tmp)
@@ -113,17 +123,31 @@ class HistoryCSV(keras.callbacks.CSVLogger):
         super().on_epoch_end(epoch + 1, logs)
 
 
-class PlotCurves(keras.callbacks.Callback):
-    """Redraw `curves.png` from `history.csv` after every epoch (cheap, and always current)."""
+PLOT_EVERY_SECONDS = 30.0  # curves.png is redrawn at most this often while a fit runs
 
-    def __init__(self, run_dir: Path, monitor: str | None = None, heads=None):
+
+class PlotCurves(keras.callbacks.Callback):
+    """Redraw `curves.png` from `history.csv`: after an epoch when the last drawing is
+    `every` seconds old, and after the fit's last epoch. A drawing of eight panels takes
+    1-2 s on 2 cores: after every epoch of a short one it cost more than the epoch."""
+
+    def __init__(self, run_dir: Path, monitor: str | None = None, heads=None,
+                 every: float = PLOT_EVERY_SECONDS):
         super().__init__()
         self.run_dir, self.monitor, self.heads = Path(run_dir), monitor, heads
+        self.every, self.drawn = every, -math.inf
 
     def on_epoch_end(self, epoch, logs=None):
+        last = epoch + 1 >= (self.params or {}).get("epochs", 0)
+        if last or time.monotonic() - self.drawn >= self.every:
+            self.draw()
+
+    def draw(self):
         history = self.run_dir / HISTORY
         if history.is_file():
             plot_history(history, self.run_dir / CURVES, self.monitor, self.heads)
+            self.drawn = time.monotonic()
+
 
 
 def load_run_splits(cfg: Config) -> dict:
