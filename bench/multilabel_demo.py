@@ -172,16 +172,19 @@ def add_a_head(seed: int, truth: dict, work: Path, args) -> dict:
 def figure(table: pd.DataFrame, path: Path) -> None:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7.5, 3.4))
+    fig = Figure(figsize=(7.5, 3.8))
     ax = fig.add_subplot(1, 1, 1)
     width = 0.2
     for i, (variant, name) in enumerate(VARIANTS.items()):
         means = [table.loc[variant, f"{h} F1"] for h in HEADS]
-        ax.bar(np.arange(len(HEADS)) + (i - 1.5) * width, means, width, label=f"({variant}) {name}")
+        bars = ax.bar(np.arange(len(HEADS)) + (i - 1.5) * width, means, width,
+                      label=f"({variant}) {name}")
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
     ax.set_xticks(range(len(HEADS)), HEADS)
     ax.set_ylabel("test F1 (mean of seeds)")
-    ax.set_ylim(max(0.0, float(table[[f"{h} F1" for h in HEADS]].min().min()) - 0.1), 1.0)
-    ax.legend(fontsize=8, ncol=2, loc="lower left")
+    ax.set_ylim(0, 1.08)
+    ax.legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.1),
+              frameon=False)
     ax.set_title("Three questions, half their answers unknown in train and val")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -197,8 +200,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--out", default="bench_out/multilabel")
     parser.add_argument("--figure", default=None, help="also write the bar chart here")
+    parser.add_argument("--replot", action="store_true",
+                        help="only draw --figure again from OUT/results.json")
     args = parser.parse_args()
     work = Path(args.out)
+    if args.replot:
+        saved = pd.DataFrame(json.loads((work / "results.json").read_text())["variants"])
+        figure(saved.set_index(pd.Index(list(VARIANTS))), Path(args.figure))
+        return
     if work.exists():
         shutil.rmtree(work)  # bench output only: the folder this script makes
     start = time.perf_counter()
