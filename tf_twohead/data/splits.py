@@ -138,9 +138,11 @@ def read_split(csv_path: str | Path, num_classes: int, max_rows: int = MAX_SPLIT
     first_record, last_folder, files = True, None, frozenset()
     for fields in _records(reader, name):
         # The loop runs once per row, millions of times: plain look-ups only.
-        header, first_record = first_record and any(fields), first_record and not any(fields)
-        if header and many:
-            continue
+        header = first_record and bool(fields)  # the first record that is not blank
+        if header:
+            first_record = False
+            if many:
+                continue
         path = fields[0].strip() if fields else ""
         if not path or (len(fields) != 2 and not many):
             if any(f.strip() for f in fields):
