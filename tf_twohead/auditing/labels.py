@@ -104,6 +104,9 @@ def audits(table: pd.DataFrame, class_probs: np.ndarray | None, scores: dict,
     return out
 
 
+WEAK_BALANCED_ACCURACY = 0.8  # judging models below this are called weak
+
+
 def model_quality(checks: list) -> pd.DataFrame:
     """How well the models that judge the labels answer, out of sample: per audit, the
     known labels, accuracy, balanced accuracy (the mean recall over the classes or
@@ -120,9 +123,6 @@ def model_quality(checks: list) -> pd.DataFrame:
                         "weak": bool(balanced < WEAK_BALANCED_ACCURACY)})
     return pd.DataFrame(records, columns=["audit", "known", "accuracy", "balanced accuracy",
                                           "weak"])
-
-
-WEAK_BALANCED_ACCURACY = 0.8
 
 
 def find_issues(table: pd.DataFrame, checks: list, class_probs: np.ndarray | None,
