@@ -151,7 +151,8 @@ def test_compile_uses_the_configured_adam(dataset, tmp_path):
     assert (default.weight_decay_mode, default.l2, default.epsilon) == ("l2", 1e-4, 1e-8)
 
 
-def test_curves_are_drawn_first_then_at_most_every_so_often_and_last(tmp_path, monkeypatch):
+def test_curves_are_drawn_at_most_every_so_often_and_after_the_last_epoch(tmp_path,
+                                                                          monkeypatch):
     from tf_twohead.training import loop
 
     drawn = []
@@ -159,11 +160,23 @@ def test_curves_are_drawn_first_then_at_most_every_so_often_and_last(tmp_path, m
     (tmp_path / "history.csv").write_text("epoch,loss\n1,0.5\n")
     plot = loop.PlotCurves(tmp_path, every=3600)
     plot.set_params({"epochs": 5})
+    plot.on_train_begin()
     for epoch in range(5):
         plot.on_epoch_end(epoch)
-    assert len(drawn) == 2  # the first epoch and the last: the three between were quick
+    assert len(drawn) == 1  # quick epochs: only the last one draws
+    now = [0.0]
+    monkeypatch.setattr(loop.time, "monotonic", lambda: now[0])
+    plot = loop.PlotCurves(tmp_path, every=30)
+    plot.set_params({"epochs": 5})
+    plot.on_train_begin()  # at 0 s
+    for epoch, end in enumerate((10.0, 40.0, 50.0, 75.0, 80.0)):
+        now[0] = end
+        plot.on_epoch_end(epoch)
+    # 40 s: 30 s after the start; 75 s: 30 s after that drawing; 80 s: the last epoch.
+    assert len(drawn) == 4
     plot = loop.PlotCurves(tmp_path, every=0)
     plot.set_params({"epochs": 5})
+    plot.on_train_begin()
     for epoch in range(5):
         plot.on_epoch_end(epoch)
-    assert len(drawn) == 7  # slow epochs: every one
+    assert len(drawn) == 9  # slow epochs: every one

@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from tf_twohead.core.best import TIE_BREAK, best_index
-from tf_twohead.plots.base import epoch_axis, save
+from tf_twohead.plots.base import epoch_axis, grid, save
 
 HEAD_PANELS = (("loss", "loss"), ("f1", "F1"), ("auc", "AUC"))
 
@@ -56,8 +56,10 @@ def plot_history(history_csv: str | Path, out_png: str | Path, monitor: str | No
     cols = min(4, len(panels))
     rows = int(np.ceil(len(panels) / cols))
     fig = Figure(figsize=(4 * cols, 3 * rows))
-    for i, (column, title) in enumerate(panels):
-        ax = fig.add_subplot(rows, cols, i + 1)
+    axes = grid(fig, rows, cols, title=best is not None)
+    for ax in axes[len(panels):]:
+        ax.remove()
+    for i, ((column, title), ax) in enumerate(zip(panels, axes)):
         ax.plot(epochs, df[column], "o-", ms=3, label="train")
         if f"val_{column}" in df:
             ax.plot(epochs, df[f"val_{column}"], "o-", ms=3, label="validation")
@@ -71,7 +73,7 @@ def plot_history(history_csv: str | Path, out_png: str | Path, monitor: str | No
             ax.legend(fontsize=8)
     if best is not None:
         fig.suptitle(f"best.keras: epoch {best} ({monitor} {marked[1]:.4f})")
-    return save(fig, out_png)
+    return save(fig, out_png, tight=False)
 
 
 def plot_runs(histories: dict[str, pd.DataFrame], out_png, title: str = "") -> Path:
