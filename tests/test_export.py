@@ -5,6 +5,7 @@ workers can share the export tests)."""
 
 import json
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,6 +67,11 @@ def test_parity_within_bounds_for_each_mode(trained, quantize):
         assert details["dtype"] == np.uint8 and details["quantization"] == (1.0, 0)
         ops = [op["op_name"] for op in interpreter._get_ops_details()]
         assert ops[:2] == ["QUANTIZE", "DEPTHWISE_CONV_2D"] and "MUL" not in ops, ops
+    per_channel = path.with_name("best.int8.tflite")
+    if quantize == "int8_per_tensor" and per_channel.is_file():  # one scale per tensor
+        assert result["bytes"] < per_channel.stat().st_size
+    if quantize == "int16x8":  # LiteRT's 16x8 kernels take float32 pixels, cast by the runner
+        assert Predictor(path).runner.dtype == np.float32
 
 
 @pytest.mark.slow
@@ -238,3 +244,62 @@ def test_statistical_parity_keeps_good_models_and_refuses_broken_ones():
     report = compare_predictions(reference, Noisy({"main": scrambled}), images, truth,
                                  "int8", "main")
     assert not report["passed"] and report["heads"]["main"]["p_large_moves"] < 1e-10
+
+
+@pytest.mark.slow
+def test_onnx_export_has_parity_named_outputs_and_predicts_without_tensorflow(trained):
+    import subprocess
+    import sys
+
+    from tf_twohead.export.onnx import to_onnx
+
+    result = to_onnx(trained["two_head"], parity_images=48, progress=False)
+    path = trained["two_head"] / "exports" / "best.onnx"
+    assert result["path"] == str(path) and result["parity"]["passed"]
+    assert result["parity"]["heads"]["main"]["max_abs_diff"] <= 1e-4
+    predictor = Predictor(path)
+    assert predictor.output_names == ["aux", "main"] and predictor.metadata["heads"] == \
+        result["metadata"]["heads"]
+    code = ("import sys; from tf_twohead.cli import main; code = main(['predict', sys.argv[1], "
+            "sys.argv[2]]); print('TF', 'tensorflow' in sys.modules, 'keras' in sys.modules); "
+            "sys.exit(code)")
+    folder = Path(tt.load_config(trained["two_head"] / "config.yaml").data.root) / "screens"
+    done = subprocess.run([sys.executable, "-c", code, str(path), str(folder)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[-1] == "TF False False" and "main: yes" in lines[0], lines
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:TensorFlow is already running")  # in-process CLI calls
+def test_benchmark_table_rows_columns_files_and_a_format_that_cannot_be_made(
+        trained, monkeypatch, capsys):
+    from tf_twohead.export.benchmark import benchmark
+
+    run = trained["two_head"]
+    (run / "exports" / "best.onnx").unlink(missing_ok=True)
+    monkeypatch.setitem(__import__("sys").modules, "tf2onnx", None)  # not installed
+    formats = ["keras", "onnx", "none", "int8_per_tensor"]
+    table = benchmark(run, formats, latency_images=4, parity_images=48, progress=False)
+    assert list(table["quantization"]) == ["none", "none", "none", "int8_per_tensor"]
+    assert list(table["format"]) == ["keras", "onnx", "tflite", "tflite"]
+    onnx = table.iloc[1]
+    assert onnx["status"].startswith("not made: ONNX needs tf2onnx") and np.isnan(onnx["main_f1"])
+    for column in ("kib", "model_ms", "file_to_decisions_ms", "main_f1", "main_auc",
+                   "main_recall@P0.95", "main_flips", "aux_f1", "aux_flips"):
+        assert table.drop(index=1)[column].notna().all(), column
+    keras = table.iloc[0]
+    assert keras["status"] == "source" and keras["main_flips"] == 0 and keras["aux_flips"] == 0
+    assert table.iloc[2]["main_flips"] <= 1  # float32 TFLite answers as the .keras does
+    assert table.iloc[3]["kib"] < table.iloc[2]["kib"] / 2
+    for suffix in ("csv", "md", "png"):
+        assert (run / "exports" / f"benchmark.{suffix}").is_file()
+    monkeypatch.delitem(__import__("sys").modules, "tf2onnx")
+    assert main(["benchmark", str(run), "--formats", "onnx,int8_per_tensor",
+                 "--latency-images", "2", "--parity-images", "48"]) == 0
+    said = capsys.readouterr().out
+    assert "| onnx | none | best.onnx |" in said and "| made |" in said  # made now ...
+    assert "| int8_per_tensor | best.int8_per_tensor.tflite |" in said and "reused" in said
+    assert main(["benchmark", str(run), "--formats", "keras,tflite"]) == 2  # ... unknown: one line
+    assert "'tflite' is not one of keras, onnx, none" in capsys.readouterr().err

@@ -166,6 +166,64 @@ def test_crafted_tflite_files_are_one_line_errors(tmp_path, capsys):
     assert "not readable JSON (RecursionError" in err and "Traceback" not in err
 
 
+def tiny_onnx(path, size=32, dtype="uint8", name="image", external=None, meta=None):
+    """An ONNX graph that answers 'main' from a uint8 image (its mean times a tensor that
+    can be made to live in an external file)."""
+    from onnx import TensorProto, helper
+
+    kind = {"uint8": TensorProto.UINT8, "float32": TensorProto.FLOAT}[dtype]
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [1], [0.5])
+    if external:  # the data "lives" in a file the model names
+        weight = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[1],
+                             data_location=TensorProto.EXTERNAL)
+        weight.external_data.add(key="location", value=external)
+    graph = helper.make_graph(
+        [helper.make_node("Cast", [name], ["f"], to=TensorProto.FLOAT),
+         helper.make_node("ReduceMean", ["f"], ["m"], keepdims=0),
+         helper.make_node("Mul", ["m", "w"], ["p"]),
+         helper.make_node("Reshape", ["p", "shape"], ["main"])],
+        "g", [helper.make_tensor_value_info(name, kind, [1, size, size, 3])],
+        [helper.make_tensor_value_info("main", TensorProto.FLOAT, [1, 1])],
+        initializer=[weight, helper.make_tensor("shape", TensorProto.INT64, [2], [1, 1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    if meta is not None:
+        model.metadata_props.add(key="tf_twohead_metadata.json", value=meta)
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def test_crafted_onnx_files_are_one_line_errors(tmp_path, capsys, monkeypatch):
+    from tf_twohead import cli
+    from tf_twohead.inference import onnx_runner
+
+    image = write_image(tmp_path / "x.jpg")
+    plain = tiny_onnx(tmp_path / "plain.onnx")
+    assert cli.main(["predict", str(plain), str(image)]) == 0  # the crafting itself works
+    assert "main:" in capsys.readouterr().out
+    (tmp_path / "secret").write_bytes(b"\0\0\0?")
+    leak = tiny_onnx(tmp_path / "leak.onnx", external="secret")  # any file it names
+    bad = {"leak.onnx": "its tensors point to external data files",
+           "float.onnx": "tf-twohead's take one uint8 'image'",
+           "named.onnx": "tf-twohead's take one uint8 'image'",
+           "huge.onnx": "tf-twohead's take one uint8 'image' (1, S, S, 3) with S in 16..",
+           "junk.onnx": "junk.onnx: not an ONNX model",
+           "deep.onnx": "not readable JSON (RecursionError"}
+    tiny_onnx(tmp_path / "float.onnx", dtype="float32")
+    tiny_onnx(tmp_path / "named.onnx", name="input_1")
+    tiny_onnx(tmp_path / "huge.onnx", size=8000)
+    (tmp_path / "junk.onnx").write_bytes(b"\xff" * 64)
+    tiny_onnx(tmp_path / "deep.onnx", meta="[" * 100_000 + "]" * 100_000)
+    for name, why in bad.items():
+        assert cli.main(["predict", str(tmp_path / name), str(image)]) == 2, name
+        err = capsys.readouterr().err
+        assert why in err and "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert leak.is_file()
+    monkeypatch.setattr(onnx_runner, "MAX_ONNX_BYTES", 100)
+    assert cli.main(["predict", str(plain), str(image)]) == 2
+    assert "over the 0 MiB" in capsys.readouterr().err
+
+
 def test_a_symlinked_audit_folder_or_marker_is_refused(tmp_path):
     root = write_dataset(tmp_path / "ds", per_class=(2, 2, 2))
     elsewhere = tmp_path / "elsewhere"

@@ -33,6 +33,7 @@ def run_python(code: str, *args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("module", ["tf_twohead", "tf_twohead.config", "tf_twohead.core.run_folder",
                                     "tf_twohead.training.resume", "tf_twohead.evaluation.compare",
                                     "tf_twohead.inference.metadata", "tf_twohead.inference.files",
+                                    "tf_twohead.inference.onnx_runner",
                                     "tf_twohead.tuning.results", "tf_twohead.cli",
                                     "tf_twohead.cli.clean"])
 def test_light_imports_load_no_tensorflow_keras_or_keras_tuner(module):

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from tf_twohead.cli import console
+from tf_twohead.cli.parser import BENCHMARK_FORMATS
 
 
 def data(args) -> int:
@@ -171,18 +172,52 @@ def convert(args) -> int:
     model = resolve_model(args.model)
     if model.suffix != ".keras":
         raise ValueError(f"convert reads a .keras model or a run folder. Received: {model}")
+    if args.format == "onnx" and args.quantize != "none":
+        raise ValueError(f"--format onnx exports float32 only (--quantize none); for "
+                         f"--quantize {args.quantize} use --format tflite.")
     console.load_tensorflow()
     from tf_twohead.export import parity
     from tf_twohead.export import tflite as export
 
-    result = export.to_tflite(model, args.quantize, args.calibration, args.out, args.data,
-                              args.parity_images)
+    if args.format == "onnx":
+        from tf_twohead.export.onnx import to_onnx
+
+        result = to_onnx(model, args.out, args.data, args.parity_images)
+    else:
+        result = export.to_tflite(model, args.quantize, args.calibration, args.out,
+                                  args.data, args.parity_images)
     print(f"Wrote {result['path']} ({result['bytes'] / 1024:,.0f} KiB, {args.quantize}); "
           f"outputs {', '.join(result['metadata']['outputs'])}")
     print("\n".join(parity.summary_lines(result["parity"])))
     note = export.size_note(Path(result["path"]), args.quantize)
     if note:
         print(note)
+    return 0
+
+
+def benchmark(args) -> int:
+    from tf_twohead.core.run_folder import resolve_model
+
+    model = resolve_model(args.model)
+    if model.suffix != ".keras":
+        raise ValueError(f"benchmark reads a .keras model or a run folder. Received: {model}")
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in BENCHMARK_FORMATS] or ([] if formats else [""])
+    if unknown:
+        raise ValueError(f"--formats {args.formats!r}: {unknown[0]!r} is not one of "
+                         f"{', '.join(BENCHMARK_FORMATS)} (comma-separated).")
+    console.load_tensorflow()
+    from tf_twohead.core import runtime, tables
+    from tf_twohead.export.benchmark import NAME
+    from tf_twohead.export.benchmark import benchmark as run_benchmark
+
+    runtime.set_threads(args.threads)
+    table = run_benchmark(model, formats, args.split, args.threads, args.data,
+                          args.calibration, args.target_precision, args.latency_images,
+                          args.parity_images)
+    print(tables.markdown_table(table, "{:.3f}"))
+    folder = model.parent / "exports"
+    print(f"Wrote {folder}/{NAME}.csv, {NAME}.md, {NAME}.png")
     return 0
 
 
@@ -245,5 +280,6 @@ def clean(args) -> int:
 
 
 COMMANDS = {"data": data, "train": train, "tune": tune, "evaluate": evaluate,
-            "compare": compare, "predict": predict, "convert": convert, "weights": weights,
+            "compare": compare, "predict": predict, "convert": convert,
+            "benchmark": benchmark, "weights": weights,
             "config": config, "clean": clean}

@@ -25,6 +25,8 @@ INTERRUPTED = {
     "tune": "Run the same command again: the search continues, and its unfinished trial "
             "from its last finished epoch.",
     "convert": "Nothing was written: the partial conversion was removed.",
+    "benchmark": "The files exported so far are complete and are reused by the same "
+                 "command, which measures them again.",
     "evaluate": "Files already written are complete; run the same command again for the rest.",
     "data": "The dataset folder may be incomplete; run the same command again.",
     "weights": "Nothing was written.",

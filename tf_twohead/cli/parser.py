@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from tf_twohead.core.defaults import WIDTHS
+from tf_twohead.core.defaults import CALIBRATED, QUANTIZATIONS, WIDTHS
 from tf_twohead.core.version import __version__
 
 DESCRIPTION = """\
@@ -25,7 +25,10 @@ Typical first hour:
 Configs: the shipped presets by name (tf-twohead config show two_head), or YAML files.
 """
 SPLITS = ("train", "val", "test")
-QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+
+
+FORMATS = ("tflite", "onnx")
+BENCHMARK_FORMATS = ("keras", "onnx", *QUANTIZATIONS)
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -49,7 +52,7 @@ def build() -> argparse.ArgumentParser:
                   "table, Pareto fronts of accuracy against size and latency"))
     e = command("evaluate", "per-head metrics, plots, an error gallery, latency and size")
     e.add_argument("model", metavar="RUN_OR_MODEL",
-                   help="a run folder (its best.keras), a .keras or a .tflite file")
+                   help="a run folder (its best.keras), a .keras, .tflite or .onnx file")
     e.add_argument("--data", metavar="DIR", help="dataset folder (default: the run's data.root)")
     e.add_argument("--split", default="test", choices=SPLITS, help="which split to evaluate")
     e.add_argument("--threads", type=int, metavar="N",
@@ -65,7 +68,9 @@ def build() -> argparse.ArgumentParser:
                    "F1/accuracy per epoch of the runs")
     _predict(command("predict", "decisions and probabilities for images, with the model's "
                      "thresholds"))
-    _convert(command("convert", "export a .keras model to .tflite, checking parity"))
+    _convert(command("convert", "export a .keras model to .tflite or .onnx, checking parity"))
+    _benchmark(command("benchmark", "every export format side by side: size, latency and "
+                       "accuracy on a split, flips against float32"))
     _weights(command("weights", "port pretrained weights into tf-twohead's models"))
     _config(command("config", "list, print or copy the shipped config presets"))
     k = command("clean", "list and remove what runs leave on disk (old runs, decode caches, "
@@ -185,19 +190,43 @@ def _predict(r) -> None:
 def _convert(v) -> None:
     v.add_argument("model", metavar="RUN_OR_MODEL", help="a run folder (its best.keras) or "
                    "a .keras file")
-    v.add_argument("--format", default="tflite", choices=["tflite"], help="target format")
+    v.add_argument("--format", default="tflite", choices=FORMATS,
+                   help="tflite (LiteRT), or onnx (ONNX Runtime; float32 only)")
     v.add_argument("--tflite", action="store_true", help=argparse.SUPPRESS)  # older spelling
     v.add_argument("--quantize", default="none", choices=QUANTIZATIONS,
                    help="none: float32; float16: half-size weights; dynamic: int8 weights "
-                   "(smallest for ShuffleNet x0.5); int8: integer weights and activations")
+                   "(smallest for ShuffleNet x0.5); int8: integer weights and activations, "
+                   "a scale per channel; int8_per_tensor: one scale per tensor (smaller); "
+                   "int16x8: int16 activations, int8 weights (closer to float32)")
     v.add_argument("--calibration", type=int, default=200, metavar="N",
-                   help="training images that calibrate int8")
-    v.add_argument("--out", metavar="FILE.tflite",
-                   help="output file (default: <run>/exports/best[.<mode>].tflite)")
+                   help=f"training images that calibrate {', '.join(CALIBRATED)}")
+    v.add_argument("--out", metavar="FILE",
+                   help="output file (default: <run>/exports/best[.<mode>].tflite or "
+                   "best.onnx)")
     v.add_argument("--data", metavar="DIR", help="dataset for calibration and parity "
                    "(default: the run's)")
     v.add_argument("--parity-images", type=int, default=1000, metavar="N",
                    help="validation images compared with the .keras model")
+
+
+def _benchmark(b) -> None:
+    b.add_argument("model", metavar="RUN_OR_MODEL", help="a run folder (its best.keras) or "
+                   "a .keras file")
+    b.add_argument("--formats", default=",".join(BENCHMARK_FORMATS), metavar="F,F,...",
+                   help="keras, onnx and TFLite quantizations (" + ", ".join(QUANTIZATIONS)
+                   + ")")
+    b.add_argument("--split", default="test", choices=SPLITS, help="the split scored")
+    b.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="CPU threads of every runtime (a phone's big core: 1)")
+    b.add_argument("--data", metavar="DIR", help="dataset folder (default: the run's)")
+    b.add_argument("--calibration", type=int, default=200, metavar="N",
+                   help=f"training images that calibrate {', '.join(CALIBRATED)}")
+    b.add_argument("--target-precision", type=float, default=0.95, metavar="P",
+                   help="recall at the validation threshold that reaches this precision")
+    b.add_argument("--latency-images", type=int, default=50, metavar="N",
+                   help="images timed one by one, model only and file -> decisions")
+    b.add_argument("--parity-images", type=int, default=1000, metavar="N",
+                   help="validation images each new export's parity check compares")
 
 
 def _weights(w) -> None:

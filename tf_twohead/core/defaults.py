@@ -47,6 +47,11 @@ STRATEGIES = ("auto", "none", "mirrored")
 ORACLES = ("random", "bayesian", "hyperband", "grid")
 # What a search records per trial that `tune.constraints` can bound (all: at most).
 CONSTRAINTS = ("tflite_kb", "latency_ms", "params", "train_seconds")
+# `convert --quantize` modes: float32, float16 weights, dynamic-range int8 weights, full
+# integer with per-channel (the converter's default) or per-tensor weight scales, and
+# int16 activations with int8 weights (16x8). The last three calibrate on training images.
+QUANTIZATIONS = ("none", "float16", "dynamic", "int8", "int8_per_tensor", "int16x8")
+CALIBRATED = ("int8", "int8_per_tensor", "int16x8")
 HEAD_METRICS = ("loss", "precision", "recall", "f1", "auc")
 CLASS_METRICS = ("accuracy", "top5")  # logged by softmax-kind models (top5: over 5 classes)
 TOP_K = 5

@@ -64,10 +64,11 @@ def resolve_model(run_dir_or_model: str | Path) -> Path:
     return path
 
 
-def export_path(model_path: Path, quantize: str) -> Path:
-    """`<run>/best.keras` -> `<run>/exports/best.tflite` (float32) or `best.<mode>.tflite`:
-    every export of a run, with its metadata and parity report, in one folder."""
-    suffix = ".tflite" if quantize == "none" else f".{quantize}.tflite"
+def export_path(model_path: Path, quantize: str, fmt: str = "tflite") -> Path:
+    """`<run>/best.keras` -> `<run>/exports/best.tflite` (float32), `best.<mode>.tflite`
+    or `best.onnx`: every export of a run, with its metadata and parity report, in one
+    folder."""
+    suffix = f".{fmt}" if quantize == "none" else f".{quantize}.{fmt}"
     return Path(model_path).parent / EXPORTS / (Path(model_path).stem + suffix)
 
 

@@ -39,7 +39,8 @@ def evaluate(run_dir_or_model: str | Path, data_root: str | Path | None = None,
         run_dir_or_model: str. A run folder (its `best.keras`) or a `.keras` file.
         data_root: str or None. Dataset folder; None uses the run's `data.root`.
         split: str. Which split to evaluate. Defaults to "test".
-        threads: int or None. LiteRT threads for `.tflite` models; recorded with the
+        threads: int or None. LiteRT's or ONNX Runtime's threads for `.tflite` and
+            `.onnx` models; recorded with the
             latency (TensorFlow's are set process-wide with `set_threads`).
         target_precision: float or None. Also report each head's recall at the
             threshold chosen on the validation split to reach this precision.

@@ -9,7 +9,8 @@ F1 of each model. Each quantization mode has a bound:
 | none (float32)  | max |Δp| <= 1e-4                                                     |
 | float16         | max |Δp| <= 1e-2                                                     |
 | dynamic         | flips and moves over 0.1 consistent with a rate of at most 1%        |
-| int8            | flips and moves over 0.2 consistent with a rate of at most 2%        |
+| int8, int8_per_tensor | flips and moves over 0.2 consistent with a rate of at most 2%  |
+| int16x8         | flips and moves over 0.1 consistent with a rate of at most 1%        |
 
 For the quantized modes the decision is statistical, because a fixed bound on F1 or on
 agreement cannot tell noise from damage: with 90 positives two flipped decisions move
@@ -26,15 +27,23 @@ test on the images whose argmax class changes.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 from scipy import stats
 
 from tf_twohead.core.defaults import SOFTMAX_OUTPUT
+from tf_twohead.core.errors import ExportError, ParityError
+from tf_twohead.core.fileio import atomic_path, atomic_write_json
+from tf_twohead.data.targets import head_answers
 from tf_twohead.evaluation.scores import binary_scores
+from tf_twohead.inference.model_split import load_model_split
 
 PROBABILITY_BOUNDS = {"none": 1e-4, "float16": 1e-2}
-TOLERATED_RATE = {"dynamic": 0.01, "int8": 0.02}  # flips a good conversion stays under
-LARGE_MOVE = {"dynamic": 0.1, "int8": 0.2}  # a probability moved this far counts as damage
+# Flips a good conversion stays under, and a probability move that counts as damage.
+TOLERATED_RATE = {"dynamic": 0.01, "int8": 0.02, "int8_per_tensor": 0.02, "int16x8": 0.01}
+LARGE_MOVE = {"dynamic": 0.1, "int8": 0.2, "int8_per_tensor": 0.2, "int16x8": 0.1}
 ALPHA = 1e-3  # the test's level: a good model is refused at most once in a thousand checks
 
 
@@ -136,3 +145,54 @@ def summary_lines(report: dict) -> list[str]:
                      f"{c['accuracy_keras']:.4f} -> {c['accuracy_converted']:.4f} "
                      f"({c['accuracy_change']:+.4f})")
     return lines
+
+
+def parity_samples(reference, data_root, calibration: int, parity_images: int,
+                   progress: bool = True):
+    """`((images, rows), calibration images or None)`: up to `parity_images` validation
+    images for the parity check and `calibration` training images (a seeded random
+    sample of each split, so two exports of one run see the same images)."""
+    if data_root is None and reference.config is None:
+        raise ExportError(f"{reference.path} has no config.yaml beside it: pass --data ROOT "
+                          "(a dataset with val.csv, and train.csv for calibration).")
+
+    def sample(split: str, n: int):
+        data = load_model_split(reference, split, data_root, progress)
+        pick = np.sort(np.random.default_rng(0).permutation(len(data))[:n])
+        return data.images[pick], data.rows.take(pick)
+
+    val = sample("val", parity_images)
+    train = sample("train", calibration)[0] if calibration else None
+    return val, train
+
+
+def check_candidate(reference, candidate, val, quantization: str) -> dict:
+    """`compare_predictions` of a converted model on `parity_samples`' validation part,
+    its answers read from either CSV layout."""
+    images, rows = val
+    return compare_predictions(reference, candidate, images,
+                               head_answers(rows, reference.heads), quantization,
+                               key_head_of(reference),
+                               class_ids=None if rows.answers else rows.class_ids)
+
+
+def key_head_of(predictor) -> str:
+    """The head whose F1 the parity check bounds: the run's `train.monitor_head` (the
+    head its best model was picked by), else the model's first head."""
+    cfg = predictor.config
+    if cfg is not None and cfg.train.monitor_head in predictor.heads:
+        return cfg.train.monitor_head
+    return next(iter(predictor.heads))
+
+
+def keep_checked(candidate: Path, out: Path, report: dict, advice: str = "") -> None:
+    """Give a converted file its name only when its parity check passed; else keep it
+    as `<name>.parity-failed<suffix>` with its report and raise `ParityError`."""
+    target = out if report["passed"] else out.with_name(
+        out.name.replace(out.suffix, f".parity-failed{out.suffix}"))
+    with atomic_path(target) as tmp_file:
+        shutil.copyfile(candidate, tmp_file)
+    if not report["passed"]:
+        atomic_write_json(target.with_suffix(".parity.json"), report)
+        raise ParityError("\n".join(summary_lines(report)) + f"\nKept as {target}; "
+                          f"{out} was not written. {advice}".rstrip(), report, target)

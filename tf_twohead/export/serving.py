@@ -7,14 +7,15 @@ signature with builtin ops only, so LiteRT's `get_signature_runner()` returns ou
 by name. (`from_keras_model`, and a plain `tf.Module` around a Keras 3 model, keep
 the weights as resource variables that LiteRT reads as uninitialised: NaN outputs.)
 
-Full-integer ("int8") models get their own serving graph. The model's normalisation
-`(x / 255 - mean) / std` becomes a 1x1 depthwise convolution on a float32 input that
-the converter quantizes itself: the `.tflite` still takes raw uint8 pixels (input scale
-1, zero point 0, checked), and the normalisation runs as one int8 depthwise conv that
-XNNPACK executes. Left as Keras' cast + per-channel multiply + add, the converter
-quantizes the uint8 input after a float cast and runs the int8 multiply and add on all
-S x S x 3 values outside XNNPACK: at 256 px, 2.6 ms a call instead of 1.8 ms
-(bench/anchors.py).
+Calibrated models ("int8", "int8_per_tensor", "int16x8") get their own serving graph.
+The model's normalisation `(x / 255 - mean) / std` becomes a 1x1 depthwise convolution
+on a float32 input that the converter quantizes itself: the `.tflite` still takes raw
+uint8 pixels (input scale 1, zero point 0, checked), and the normalisation runs as one
+int8 depthwise conv that XNNPACK executes. Left as Keras' cast + per-channel multiply +
+add, the converter quantizes the uint8 input after a float cast and runs the int8
+multiply and add on all S x S x 3 values outside XNNPACK: at 256 px, 2.6 ms a call
+instead of 1.8 ms (bench/anchors.py). "int16x8" keeps that float32 input (LiteRT's 16x8
+kernels take int16, not uint8, pixels): its runner casts the pixels to float32.
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tf_twohead.core.defaults import CALIBRATED, QUANTIZATIONS
 from tf_twohead.core.errors import ExportError
 from tf_twohead.core.quiet import native_stderr_silenced
 from tf_twohead.models.heads import NORMALIZE, normalization_affine
 
-QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 
 def write_serving_model(model, directory: str | Path, quantize: str = "none") -> Path:
     """Write a SavedModel whose `serving_default` maps an `image` `(1, S, S, 3)` to
@@ -44,7 +45,7 @@ def write_serving_model(model, directory: str | Path, quantize: str = "none") ->
     size = int(model.inputs[0].shape[1])
     archive = keras.export.ExportArchive()
     archive.track(model)
-    if quantize == "int8":
+    if quantize in CALIBRATED:
         body, normalize = _integer_friendly(model)
         archive.track(normalize)
         archive.add_endpoint(
@@ -79,8 +80,11 @@ def convert_saved_model(directory: str | Path, quantize: str = "none",
     Args:
         directory: str. SavedModel from `write_serving_model` (with the same `quantize`).
         quantize: str. "none", "float16" (weights), "dynamic" (dynamic-range int8
-            weights) or "int8" (full integer; uint8 input, float outputs).
-        calibration_images: uint8 array `(N, S, S, 3)`. Representative data for "int8".
+            weights), "int8" (full integer, a weight scale per output channel; uint8
+            input, float outputs), "int8_per_tensor" (the same, one scale per tensor) or
+            "int16x8" (int16 activations, int8 weights; float32 input and outputs).
+        calibration_images: uint8 array `(N, S, S, 3)`. Representative data for the
+            calibrated modes.
 
     Raises:
         ExportError: the model needs ops outside TFLite's builtins (named), an unknown
@@ -97,18 +101,25 @@ def convert_saved_model(directory: str | Path, quantize: str = "none",
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    if quantize == "int8":
+    if quantize in CALIBRATED:
         if calibration_images is None or len(calibration_images) == 0:
-            raise ExportError("int8 quantization needs calibration images (--calibration N).")
+            raise ExportError(f"{quantize} quantization needs calibration images "
+                              "(--calibration N).")
         converter.representative_dataset = _representative(calibration_images)
+    if quantize in ("int8", "int8_per_tensor"):
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
+        # The converter's only switch for one weight scale per tensor (tensorflow#44153).
+        converter._experimental_disable_per_channel = quantize == "int8_per_tensor"
+    if quantize == "int16x8":
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
     try:
         with native_stderr_silenced():  # the converter's own C++ log lines
             flatbuffer = converter.convert()
     except Exception as e:  # ConverterError and friends carry the op list in the text
         raise ExportError(_explain(str(e), quantize)) from None
-    if quantize == "int8":
+    if quantize in ("int8", "int8_per_tensor"):
         _check_raw_pixel_input(flatbuffer)
     return flatbuffer
 

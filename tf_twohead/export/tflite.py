@@ -14,21 +14,17 @@ Example:
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from tf_twohead.core.api import public
-from tf_twohead.core.errors import ExportError, ParityError
-from tf_twohead.core.fileio import atomic_path, atomic_write_json
+from tf_twohead.core.defaults import CALIBRATED, QUANTIZATIONS
+from tf_twohead.core.errors import ExportError
+from tf_twohead.core.fileio import atomic_write_json
 from tf_twohead.core.run_folder import export_path, resolve_model
-from tf_twohead.data.targets import head_answers
-from tf_twohead.export.parity import compare_predictions, summary_lines
-from tf_twohead.export.serving import QUANTIZATIONS, convert_saved_model, write_serving_model
+from tf_twohead.export.parity import check_candidate, keep_checked, parity_samples
+from tf_twohead.export.serving import convert_saved_model, write_serving_model
 from tf_twohead.inference import metadata as metadata_lib
-from tf_twohead.inference.model_split import load_model_split
 from tf_twohead.inference.predictor import Predictor
 from tf_twohead.models import input_normalization
 
@@ -46,7 +42,9 @@ def size_note(path: Path, quantize: str) -> str | None:
             "quantization also quantizes the biases and small kernels and stores a float32 "
             "scale and an int64 zero point per channel for each of them (TFLite's format), "
             "which at ShuffleNetV2 x0.5's size outweighs the float32 tensors it saves. int8 "
-            "is the faster file on CPU (XNNPACK) and the one integer accelerators run.")
+            "is the faster file on CPU (XNNPACK) and the one integer accelerators run; "
+            "--quantize int8_per_tensor keeps one scale per tensor (smaller), and "
+            "`tf-twohead benchmark` measures what each costs in accuracy.")
 
 
 @public
@@ -57,8 +55,10 @@ def to_tflite(model_path: str | Path, quantize: str = "none", calibration: int =
 
     Args:
         model_path: str. A run folder (its `best.keras`) or a `.keras` file.
-        quantize: str. "none", "float16", "dynamic" or "int8".
-        calibration: int. Training images used to calibrate "int8".
+        quantize: str. One of `core.defaults.QUANTIZATIONS`: "none", "float16",
+            "dynamic", "int8", "int8_per_tensor" or "int16x8".
+        calibration: int. Training images (a random sample) that calibrate the
+            activation ranges of "int8", "int8_per_tensor" and "int16x8".
         out: str or None. Output `.tflite`; defaults to `core.run_folder.export_path`.
         data_root: str or None. Dataset for calibration and parity; defaults to the
             run's `data.root` (from `config.yaml` beside the model).
@@ -78,8 +78,9 @@ def to_tflite(model_path: str | Path, quantize: str = "none", calibration: int =
     if model_path.suffix != ".keras":
         raise ExportError(f"convert reads a .keras model. Received: {model_path}")
     reference = Predictor(model_path)
-    val, train = _data(reference, data_root, calibration if quantize == "int8" else 0,
-                       parity_images, progress)
+    val, train = parity_samples(reference, data_root,
+                                calibration if quantize in CALIBRATED else 0,
+                                parity_images, progress)
     out = Path(out) if out else export_path(model_path, quantize)
     meta = metadata_lib.describe(reference.kind, reference.output_names, reference.heads,
                                  reference.class_names, reference.img_size, quantize,
@@ -98,46 +99,9 @@ def to_tflite(model_path: str | Path, quantize: str = "none", calibration: int =
         candidate_path = Path(tmp) / "candidate.tflite"
         candidate_path.write_bytes(convert_saved_model(saved, quantize, train))
         metadata_lib.embed(candidate_path, meta)
-        val_images, val_rows = val
-        say(f"[3/3] checking parity on {len(val_images)} validation images", flush=True)
-        report = compare_predictions(reference, Predictor(candidate_path), val_images,
-                                     head_answers(val_rows, reference.heads), quantize,
-                                     key_head_of(reference),
-                                     class_ids=None if val_rows.answers else val_rows.class_ids)
-        target = out if report["passed"] else out.with_name(
-            out.name.replace(".tflite", ".parity-failed.tflite"))
-        with atomic_path(target) as tmp_file:
-            shutil.copyfile(candidate_path, tmp_file)
-    if not report["passed"]:
-        atomic_write_json(target.with_suffix(".parity.json"), report)
-        raise ParityError("\n".join(summary_lines(report)) + f"\nKept as {target}; "
-                          f"{out} was not written. Try a milder --quantize mode.",
-                          report, target)
+        say(f"[3/3] checking parity on {len(val[0])} validation images", flush=True)
+        report = check_candidate(reference, Predictor(candidate_path), val, quantize)
+        keep_checked(candidate_path, out, report, "Try a milder --quantize mode.")
     atomic_write_json(out.with_suffix(".metadata.json"), meta)
     atomic_write_json(out.with_suffix(".parity.json"), report)
     return {"path": str(out), "bytes": out.stat().st_size, "metadata": meta, "parity": report}
-
-
-def _data(reference: Predictor, data_root, calibration: int, parity_images: int, progress):
-    """Validation images for parity and (for int8) training images for calibration."""
-    if data_root is None and reference.config is None:
-        raise ExportError(f"{reference.path} has no config.yaml beside it: pass --data ROOT "
-                          "(a dataset with val.csv, and train.csv for int8 calibration).")
-
-    def sample(split: str, n: int):
-        data = load_model_split(reference, split, data_root, progress)
-        pick = np.sort(np.random.default_rng(0).permutation(len(data))[:n])
-        return data.images[pick], data.rows.take(pick)
-
-    val = sample("val", parity_images)
-    train = sample("train", calibration)[0] if calibration else None
-    return val, train
-
-
-def key_head_of(predictor: Predictor) -> str:
-    """The head whose F1 the parity check bounds: the run's `train.monitor_head` (the
-    head its best model was picked by), else the model's first head."""
-    cfg = predictor.config
-    if cfg is not None and cfg.train.monitor_head in predictor.heads:
-        return cfg.train.monitor_head
-    return next(iter(predictor.heads))

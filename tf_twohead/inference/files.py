@@ -1,10 +1,10 @@
 """`tf-twohead predict`: many inputs in, a decision and a probability per head out.
 
 Inputs may be image files, folders (searched recursively) and glob patterns; the model
-a run folder (its `best.keras`), a `.keras` or a `.tflite` file. Decisions use the
-model's own thresholds (the `.tflite` metadata's, else `core.decisions`' default; argmax
-for softmax models), and softmax models also name their class. A `.tflite` runs with
-LiteRT alone: nothing here imports TensorFlow.
+a run folder (its `best.keras`), a `.keras`, `.tflite` or `.onnx` file. Decisions use
+the model's own thresholds (an export's metadata's, else `core.decisions`' default;
+argmax for softmax models), and softmax models also name their class. A `.tflite` runs
+with LiteRT alone, an `.onnx` with ONNX Runtime: nothing here imports TensorFlow.
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
-"""Model metadata that travels inside a `.tflite` file, readable without TensorFlow.
+"""Model metadata that travels inside a `.tflite` (or `.onnx`) file, readable without
+TensorFlow.
 
 The metadata is a JSON document stored in a ZIP archive appended to the flatbuffer,
 the same packaging TFLite's own metadata tools use for associated files: LiteRT ignores
 the trailing bytes, and any ZIP reader (Python's `zipfile`, `unzip -p`, Java's
-`ZipInputStream` on a phone) finds the JSON. `tf-twohead convert` also writes a copy
-beside the model as `<model>.metadata.json`.
+`ZipInputStream` on a phone) finds the JSON. An `.onnx` export keeps the same JSON in
+the model's own `metadata_props` under the same key (ONNX Runtime's
+`get_modelmeta().custom_metadata_map`). `tf-twohead convert` also writes a copy beside the
+model as `<model>.metadata.json`.
 
 Example:
 
@@ -43,7 +46,7 @@ def describe(kind: str, output_names: list[str], heads: dict[str, list[int]],
         heads: dict. Head name -> positive class ids.
         class_names: list of str. Names of class ids.
         img_size: int. Input side in pixels.
-        quantization: str. "none", "float16", "dynamic" or "int8".
+        quantization: str. One of `core.defaults.QUANTIZATIONS`.
         source: str. The `.keras` file the model was converted from (hashed).
         thresholds: dict or None. Per-head decision thresholds; sigmoid heads default to
             `core.decisions.DEFAULT_THRESHOLD`, softmax heads use argmax (threshold null).
@@ -103,16 +106,32 @@ def read(tflite_path: str | os.PathLike) -> dict | None:
             if info.file_size > MAX_METADATA_BYTES:
                 raise ModelFileError(f"{tflite_path}: its metadata unpacks to "
                                      f"{info.file_size:,} bytes; it is not tf-twohead's")
-            meta = json.loads(archive.read(METADATA_NAME))
+            text = archive.read(METADATA_NAME)
     except (zipfile.BadZipFile, KeyError):
         return None
-    except (ValueError, UnicodeDecodeError, zipfile.LargeZipFile, NotImplementedError,
-            OSError, EOFError, RecursionError) as e:  # RecursionError: JSON nested too deep
-        raise ModelFileError(f"{tflite_path}: its embedded metadata ({METADATA_NAME}) is not "
-                             f"readable JSON ({type(e).__name__}: {str(e)[:120]}). Export it "
-                             "again with tf-twohead convert.") from None
-    check(meta, tflite_path)
+    except (zipfile.LargeZipFile, NotImplementedError, OSError, EOFError) as e:
+        raise _unreadable(tflite_path, e) from None
+    return parse(text, tflite_path)
+
+
+def parse(text: str | bytes, where) -> dict:
+    """The metadata JSON `text` of the model file `where`, bounded and checked (the ONNX
+    export keeps the same document in its `metadata_props`)."""
+    if len(text) > MAX_METADATA_BYTES:
+        raise ModelFileError(f"{where}: its metadata holds {len(text):,} bytes; it is not "
+                             "tf-twohead's")
+    try:
+        meta = json.loads(text)
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # nested too deep
+        raise _unreadable(where, e) from None
+    check(meta, where)
     return meta
+
+
+def _unreadable(where, e: Exception) -> ModelFileError:
+    return ModelFileError(f"{where}: its embedded metadata ({METADATA_NAME}) is not "
+                          f"readable JSON ({type(e).__name__}: {str(e)[:120]}). Export it "
+                          "again with tf-twohead convert.")
 
 
 def check(meta, where) -> None:

@@ -1,8 +1,9 @@
 """`Predictor`: image files or uint8 arrays in, named per-head probabilities out.
 
-It runs a `.keras` model with TensorFlow or a `.tflite` model with LiteRT, with the
-same results. The head definitions (positive class ids, thresholds) come from the
-`.tflite`'s embedded metadata or the run's `config.yaml` beside a `.keras` file,
+It runs a `.keras` model with TensorFlow, a `.tflite` model with LiteRT or an `.onnx`
+model with ONNX Runtime (`onnx_runner`), with the same results. The head definitions
+(positive class ids, thresholds) come from an export's embedded metadata or the run's
+`config.yaml` beside a `.keras` file,
 falling back to the package defaults. For the softmax baseline each head's
 probability is the sum of the probabilities of its positive classes and its decision
 is "argmax is a positive class", so both kinds answer the same per-head questions.
@@ -34,6 +35,7 @@ from tf_twohead.inference import metadata
 
 MAX_IMG_SIZE = UPPER["data.img_size"]  # a larger input than a config may ask for: not ours
 MAX_BATCH = 1024
+MODEL_SUFFIXES = (".keras", ".tflite", ".onnx")
 
 
 def find_run_config(model_path: str | Path):
@@ -97,8 +99,13 @@ class TFLiteRunner:
             raise ModelFileError(f"{path}: its input is {shape}; tf-twohead's models take "
                                  f"(batch <= {MAX_BATCH}, S, S, 3) images with S in "
                                  f"16..{MAX_IMG_SIZE}. Is it a tf-twohead export?")
+        # uint8 pixels; float32 pixels (0-255) for a 16x8 model, whose kernels take int16.
+        self.dtype = np.dtype(inputs["image"]["dtype"])
+        if self.dtype not in (np.uint8, np.float32):
+            raise ModelFileError(f"{path}: its input is {self.dtype.name}, not uint8 or "
+                                 "float32 pixels. Is it a tf-twohead export?")
         with native_stderr_silenced():  # the delegate says hello at the first call
-            self.runner(image=np.zeros(shape, np.uint8))
+            self.runner(image=np.zeros(shape, self.dtype))
         self.img_size = int(shape[1])
         self.batch = int(shape[0])  # 1 for our exports: static shapes run faster
         self.output_names = sorted(signatures["serving_default"]["outputs"])
@@ -107,6 +114,7 @@ class TFLiteRunner:
         self.params = None  # not stored in the flatbuffer; see the metadata
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        images = images.astype(self.dtype, copy=False)
         if self.batch == len(images):
             return {k: np.asarray(v) for k, v in self.runner(image=images).items()}
         parts = [self.runner(image=images[i:i + self.batch])
@@ -118,29 +126,36 @@ class TFLiteRunner:
 class Predictor:
     """Run a saved model on images and return probabilities keyed by head name.
 
-    Works the same on `.keras` files (TensorFlow) and `.tflite` files (LiteRT): the
-    heads' meaning comes from the `.tflite`'s embedded metadata, or from the run's
+    Works the same on `.keras` files (TensorFlow), `.tflite` files (LiteRT) and `.onnx`
+    files (ONNX Runtime): the heads' meaning comes from the export's embedded metadata,
+    or from the run's
     `config.yaml` beside a `.keras` file, else from the package defaults.
 
     Args:
-        model_path: str. A `.keras` or `.tflite` file.
+        model_path: str. A `.keras`, `.tflite` or `.onnx` file.
         heads: dict or None. Head name -> positive class ids, overriding the above.
         batch_size: int. Batch size of `predict_arrays`.
-        threads: int or None. LiteRT threads for `.tflite` (TensorFlow's are set
-            process-wide with `set_threads`).
+        threads: int or None. LiteRT's or ONNX Runtime's threads for `.tflite` and
+            `.onnx` (TensorFlow's are set process-wide with `set_threads`).
     """
 
     def __init__(self, model_path: str | os.PathLike, heads: dict | None = None,
                  batch_size: int = 64, threads: int | None = None):
         self.path = Path(model_path)
-        if self.path.suffix not in (".keras", ".tflite"):
-            raise ValueError(f"Predictor reads .keras and .tflite files. Received: {model_path}")
+        if self.path.suffix not in MODEL_SUFFIXES:
+            raise ValueError(f"Predictor reads {', '.join(MODEL_SUFFIXES)} files. "
+                             f"Received: {model_path}")
         if not self.path.is_file():
             raise FileNotFoundError(f"Model file not found: {model_path}")
         self.config = find_run_config(self.path)
         self.metadata = metadata.read(self.path) if self.path.suffix == ".tflite" else None
         if self.path.suffix == ".tflite":
             self.runner = TFLiteRunner(self.path, threads)
+        elif self.path.suffix == ".onnx":
+            from tf_twohead.inference.onnx_runner import OnnxRunner  # ONNX Runtime, no TF
+
+            self.runner = OnnxRunner(self.path, threads)
+            self.metadata = self.runner.metadata
         else:
             self.runner = KerasRunner(self.path)
         self.img_size = self.runner.img_size
