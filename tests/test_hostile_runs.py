@@ -138,7 +138,7 @@ def test_an_interrupted_convert_leaves_no_tflite(dataset, tmp_path, monkeypatch)
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(export, "compare_predictions", interrupted)
+    monkeypatch.setattr(export, "check_candidate", interrupted)
     # A temporary folder of this test's own: the suite's other worker converts too.
     scratch = tmp_path / "tmp"
     scratch.mkdir()

@@ -3,12 +3,13 @@
 For each format (the `.keras` itself, ONNX, each TFLite quantization) the exported file
 is reused when its embedded metadata names the current `best.keras` (by SHA-256), else
 made by `convert`'s own code with its parity check. Then, on one split: the file's size,
-the latency at batch 1 with the given threads (model only, and file -> decisions, as a
-user's app pays it), each head's F1 at the model's threshold, AUC, recall at the
-threshold that reaches the target precision on the validation split, and the decisions
-that flip against the float32 `.keras` model. A format that cannot be made here (a
-package missing, the converter refusing) is a row that says why; one that fails its
-parity check is measured anyway from the kept `.parity-failed` file, and says so.
+the median latency at batch 1 with the given threads (model only, and file -> decisions,
+as a user's app pays it; timed in rounds that take turns over the formats), each head's
+F1 at the model's threshold, AUC, recall at the threshold that reaches the target
+precision on the validation split, and the decisions that flip against the float32
+`.keras` model. A format that cannot be made here (a package missing, the converter
+refusing) is a row that says why; one that fails its parity check is measured anyway
+from the kept `.parity-failed` file, and says so.
 
 Example:
 
@@ -32,18 +33,19 @@ from tf_twohead.core.errors import ExportError, ParityError
 from tf_twohead.core.fileio import atomic_path, sha256
 from tf_twohead.core.run_folder import EXPORTS, export_path, resolve_model
 from tf_twohead.core.tables import markdown_table
+from tf_twohead.data.images import load_rgb
 from tf_twohead.data.targets import head_answers
 from tf_twohead.evaluation.scores import binary_scores, threshold_for_precision
 from tf_twohead.export.onnx import missing_converter, to_onnx
 from tf_twohead.export.parity import key_head_of
 from tf_twohead.export.tflite import to_tflite
-from tf_twohead.inference.latency import measure_latency
 from tf_twohead.inference.model_split import load_model_split
 from tf_twohead.inference.predictor import Predictor
 from tf_twohead.plots.benchmark import plot_benchmark
 
 FORMATS = ("keras", "onnx", *QUANTIZATIONS)
 NAME = "benchmark"
+ROUNDS = 5  # latency rounds, each over every format in turn
 
 
 @public
@@ -64,7 +66,7 @@ def benchmark(model_path: str | Path, formats=FORMATS, split: str = "test",
         calibration: int. Training images that calibrate the calibrated TFLite modes.
         target_precision: float. Recall is reported at the validation threshold that
             reaches this precision.
-        latency_images: int. Images timed one by one.
+        latency_images: int. Images timed one by one, per format.
         parity_images: int. Validation images each new export's parity check compares.
 
     Returns:
@@ -89,7 +91,7 @@ def benchmark(model_path: str | Path, formats=FORMATS, split: str = "test",
     images = data[split].images
     reference_scores = reference.predict_arrays(images)
     baseline = reference.decisions(reference_scores)  # float32, the source's own answers
-    rows = []
+    rows, timed = [], {}
     for fmt in formats:
         say(f"== {fmt}", flush=True)
         row = {"format": "keras" if fmt == "keras" else ("onnx" if fmt == "onnx" else
@@ -102,9 +104,8 @@ def benchmark(model_path: str | Path, formats=FORMATS, split: str = "test",
             scores = reference_scores if fmt == "keras" else predictor.predict_arrays(images)
             decisions = predictor.decisions(scores)
             val_scores = predictor.predict_arrays(data["val"].images)
-            row.update(file=path.name, kib=round(path.stat().st_size / 1024, 1), status=status,
-                       model_ms=_model_ms(predictor, images[:latency_images]),
-                       file_to_decisions_ms=measure_latency(predictor, files))
+            row.update(file=path.name, kib=round(path.stat().st_size / 1024, 1), status=status)
+            timed[len(rows)] = predictor
             for head in reference.heads:
                 m = binary_scores(truth[head], scores[head], decisions[head],
                                   predictor.threshold(head))
@@ -117,7 +118,14 @@ def benchmark(model_path: str | Path, formats=FORMATS, split: str = "test",
         except (ExportError, ImportError, OSError, ValueError) as e:
             row.update(file="", status=f"not made: {' '.join(str(e).split())[:200]}")
         rows.append(row)
+    say(f"== latency: {len(files)} images, one at a time, in {ROUNDS} interleaved rounds",
+        flush=True)
+    for index, (model_ms, file_ms) in _latencies(timed, images[:latency_images], files).items():
+        rows[index].update(model_ms=model_ms, file_to_decisions_ms=file_ms)
     table = pd.DataFrame(rows)
+    first = [c for c in ("format", "quantization", "file", "kib", "status", "model_ms",
+                         "file_to_decisions_ms") if c in table]
+    table = table[first + [c for c in table if c not in first]]
     _write(table, model_path.parent / EXPORTS, reference, split, threads, len(images))
     return table
 
@@ -153,18 +161,31 @@ def _made_from(path: Path, source_hash: str) -> bool:
     return meta.get("source_model", {}).get("sha256") == source_hash
 
 
-def _model_ms(predictor: Predictor, images: np.ndarray, warmup: int = 3) -> float:
-    """Median milliseconds of the model alone on one uint8 image, batch 1."""
-    if not len(images):
-        return float("nan")
-    for image in images[:warmup]:
-        predictor.raw(image[None])
-    times = []
-    for image in images:
-        start = time.perf_counter()
-        predictor.raw(image[None])
-        times.append((time.perf_counter() - start) * 1000.0)
-    return statistics.median(times)
+def _latencies(predictors: dict, images: np.ndarray, files: list[Path],
+               warmup: int = 3) -> dict:
+    """Median milliseconds of each predictor's model alone (a uint8 image, batch 1) and of
+    file -> decisions, timed in `ROUNDS` rounds that take turns over the predictors, so a
+    shared machine's swings of speed fall on every format alike."""
+    times = {i: ([], []) for i in predictors}
+    for predictor in predictors.values():
+        for image, path in zip(images[:warmup], files[:warmup]):
+            predictor.raw(image[None])
+            predictor.decisions(predictor.head_scores(predictor.raw(load_rgb(
+                path, predictor.img_size)[None])))
+    for r in range(ROUNDS):
+        for i, predictor in predictors.items():
+            model_times, file_times = times[i]
+            for image in images[r::ROUNDS]:
+                start = time.perf_counter()
+                predictor.raw(image[None])
+                model_times.append((time.perf_counter() - start) * 1000.0)
+            for path in files[r::ROUNDS]:
+                start = time.perf_counter()
+                predictor.decisions(predictor.head_scores(predictor.raw(load_rgb(
+                    path, predictor.img_size)[None])))
+                file_times.append((time.perf_counter() - start) * 1000.0)
+    return {i: tuple(statistics.median(t) if t else float("nan") for t in pair)
+            for i, pair in times.items()}
 
 
 def _write(table: pd.DataFrame, folder: Path, reference: Predictor, split: str, threads,
