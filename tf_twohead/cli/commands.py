@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from tf_twohead.cli import console
-from tf_twohead.cli.parser import BENCHMARK_FORMATS
+from tf_twohead.core.defaults import BENCHMARK_FORMATS
 
 
 def data(args) -> int:
@@ -208,6 +208,7 @@ def benchmark(args) -> int:
                          f"{', '.join(BENCHMARK_FORMATS)} (comma-separated).")
     console.load_tensorflow()
     from tf_twohead.core import runtime, tables
+    from tf_twohead.core.run_folder import EXPORTS
     from tf_twohead.export.benchmark import NAME
     from tf_twohead.export.benchmark import benchmark as run_benchmark
 
@@ -216,7 +217,7 @@ def benchmark(args) -> int:
                           args.calibration, args.target_precision, args.latency_images,
                           args.parity_images)
     print(tables.markdown_table(table, "{:.3f}"))
-    folder = model.parent / "exports"
+    folder = model.parent / EXPORTS
     print(f"Wrote {folder}/{NAME}.csv, {NAME}.md, {NAME}.png")
     return 0
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from tf_twohead.core.defaults import CALIBRATED, QUANTIZATIONS, WIDTHS
+from tf_twohead.core.defaults import BENCHMARK_FORMATS, CALIBRATED, QUANTIZATIONS, WIDTHS
 from tf_twohead.core.version import __version__
 
 DESCRIPTION = """\
@@ -28,7 +28,6 @@ SPLITS = ("train", "val", "test")
 
 
 FORMATS = ("tflite", "onnx")
-BENCHMARK_FORMATS = ("keras", "onnx", *QUANTIZATIONS)
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

@@ -52,6 +52,8 @@ CONSTRAINTS = ("tflite_kb", "latency_ms", "params", "train_seconds")
 # int16 activations with int8 weights (16x8). The last three calibrate on training images.
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8", "int8_per_tensor", "int16x8")
 CALIBRATED = ("int8", "int8_per_tensor", "int16x8")
+# What `benchmark` measures: the `.keras` itself, ONNX, and every TFLite quantization.
+BENCHMARK_FORMATS = ("keras", "onnx", *QUANTIZATIONS)
 HEAD_METRICS = ("loss", "precision", "recall", "f1", "auc")
 CLASS_METRICS = ("accuracy", "top5")  # logged by softmax-kind models (top5: over 5 classes)
 TOP_K = 5

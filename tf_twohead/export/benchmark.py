@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from tf_twohead.core.api import public
-from tf_twohead.core.defaults import QUANTIZATIONS
+from tf_twohead.core.defaults import BENCHMARK_FORMATS as FORMATS
 from tf_twohead.core.errors import ExportError, ParityError
 from tf_twohead.core.fileio import atomic_path, sha256
 from tf_twohead.core.run_folder import EXPORTS, export_path, resolve_model
@@ -39,11 +39,12 @@ from tf_twohead.evaluation.scores import binary_scores, threshold_for_precision
 from tf_twohead.export.onnx import missing_converter, to_onnx
 from tf_twohead.export.parity import key_head_of
 from tf_twohead.export.tflite import to_tflite
+from tf_twohead.inference.metadata import read as read_metadata
 from tf_twohead.inference.model_split import load_model_split
+from tf_twohead.inference.onnx_runner import read_metadata as read_onnx_metadata
 from tf_twohead.inference.predictor import Predictor
 from tf_twohead.plots.benchmark import plot_benchmark
 
-FORMATS = ("keras", "onnx", *QUANTIZATIONS)
 NAME = "benchmark"
 ROUNDS = 5  # latency rounds, each over every format in turn
 
@@ -140,8 +141,9 @@ def _file(model_path: Path, fmt: str, source_hash: str, calibration: int, data_r
         export_path(model_path, fmt)
     if path.is_file() and _made_from(path, source_hash):
         return path, "reused"
-    if fmt == "onnx" and missing_converter():
-        raise ExportError(f"ONNX {missing_converter()}")
+    missing = fmt == "onnx" and missing_converter()
+    if missing:  # said before anything is loaded
+        raise ExportError(f"ONNX {missing}")
     try:
         if fmt == "onnx":
             to_onnx(model_path, path, data_root, parity_images, progress)
@@ -153,10 +155,11 @@ def _file(model_path: Path, fmt: str, source_hash: str, calibration: int, data_r
 
 
 def _made_from(path: Path, source_hash: str) -> bool:
-    """Whether an export's embedded metadata names the current source model."""
+    """Whether an export's embedded metadata names the current source model (read
+    without loading the file into a runtime)."""
     try:
-        meta = Predictor(path).metadata or {}
-    except (OSError, ValueError):
+        meta = (read_onnx_metadata(path) if path.suffix == ".onnx" else read_metadata(path)) or {}
+    except (OSError, ValueError):  # ModelFileError, or onnx not installed
         return False
     return meta.get("source_model", {}).get("sha256") == source_hash
 
@@ -167,11 +170,14 @@ def _latencies(predictors: dict, images: np.ndarray, files: list[Path],
     file -> decisions, timed in `ROUNDS` rounds that take turns over the predictors, so a
     shared machine's swings of speed fall on every format alike."""
     times = {i: ([], []) for i in predictors}
+    def decide_file(predictor, path):
+        image = load_rgb(path, predictor.img_size)[None]
+        return predictor.decisions(predictor.head_scores(predictor.raw(image)))
+
     for predictor in predictors.values():
         for image, path in zip(images[:warmup], files[:warmup]):
             predictor.raw(image[None])
-            predictor.decisions(predictor.head_scores(predictor.raw(load_rgb(
-                path, predictor.img_size)[None])))
+            decide_file(predictor, path)
     for r in range(ROUNDS):
         for i, predictor in predictors.items():
             model_times, file_times = times[i]
@@ -181,8 +187,7 @@ def _latencies(predictors: dict, images: np.ndarray, files: list[Path],
                 model_times.append((time.perf_counter() - start) * 1000.0)
             for path in files[r::ROUNDS]:
                 start = time.perf_counter()
-                predictor.decisions(predictor.head_scores(predictor.raw(load_rgb(
-                    path, predictor.img_size)[None])))
+                decide_file(predictor, path)
                 file_times.append((time.perf_counter() - start) * 1000.0)
     return {i: tuple(statistics.median(t) if t else float("nan") for t in pair)
             for i, pair in times.items()}

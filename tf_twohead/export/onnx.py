@@ -25,7 +25,6 @@ from pathlib import Path
 
 from tf_twohead.core.api import public
 from tf_twohead.core.errors import ExportError
-from tf_twohead.core.fileio import atomic_write_json
 from tf_twohead.core.quiet import native_stderr_silenced
 from tf_twohead.core.run_folder import export_path, resolve_model
 from tf_twohead.export.parity import check_candidate, keep_checked, parity_samples
@@ -105,7 +104,4 @@ def to_onnx(model_path: str | Path, out: str | Path | None = None,
         onnx.save(proto, str(candidate))
         say(f"[2/2] checking parity on {len(val[0])} validation images", flush=True)
         report = check_candidate(reference, Predictor(candidate), val, "none")
-        keep_checked(candidate, out, report)
-    atomic_write_json(out.with_suffix(".metadata.json"), meta)
-    atomic_write_json(out.with_suffix(".parity.json"), report)
-    return {"path": str(out), "bytes": out.stat().st_size, "metadata": meta, "parity": report}
+        return keep_checked(candidate, out, report, meta)

@@ -185,9 +185,12 @@ def key_head_of(predictor) -> str:
     return next(iter(predictor.heads))
 
 
-def keep_checked(candidate: Path, out: Path, report: dict, advice: str = "") -> None:
-    """Give a converted file its name only when its parity check passed; else keep it
-    as `<name>.parity-failed<suffix>` with its report and raise `ParityError`."""
+def keep_checked(candidate: Path, out: Path, report: dict, meta: dict,
+                 advice: str = "") -> dict:
+    """Give a converted file its name only when its parity check passed, with its
+    metadata and parity report beside it, and return `{"path", "bytes", "metadata",
+    "parity"}`; else keep it as `<name>.parity-failed<suffix>` with its report and raise
+    `ParityError`."""
     target = out if report["passed"] else out.with_name(
         out.name.replace(out.suffix, f".parity-failed{out.suffix}"))
     with atomic_path(target) as tmp_file:
@@ -196,3 +199,6 @@ def keep_checked(candidate: Path, out: Path, report: dict, advice: str = "") -> 
         atomic_write_json(target.with_suffix(".parity.json"), report)
         raise ParityError("\n".join(summary_lines(report)) + f"\nKept as {target}; "
                           f"{out} was not written. {advice}".rstrip(), report, target)
+    atomic_write_json(out.with_suffix(".metadata.json"), meta)
+    atomic_write_json(out.with_suffix(".parity.json"), report)
+    return {"path": str(out), "bytes": out.stat().st_size, "metadata": meta, "parity": report}

@@ -20,7 +20,6 @@ from pathlib import Path
 from tf_twohead.core.api import public
 from tf_twohead.core.defaults import CALIBRATED, QUANTIZATIONS
 from tf_twohead.core.errors import ExportError
-from tf_twohead.core.fileio import atomic_write_json
 from tf_twohead.core.run_folder import export_path, resolve_model
 from tf_twohead.export.parity import check_candidate, keep_checked, parity_samples
 from tf_twohead.export.serving import convert_saved_model, write_serving_model
@@ -101,7 +100,5 @@ def to_tflite(model_path: str | Path, quantize: str = "none", calibration: int =
         metadata_lib.embed(candidate_path, meta)
         say(f"[3/3] checking parity on {len(val[0])} validation images", flush=True)
         report = check_candidate(reference, Predictor(candidate_path), val, quantize)
-        keep_checked(candidate_path, out, report, "Try a milder --quantize mode.")
-    atomic_write_json(out.with_suffix(".metadata.json"), meta)
-    atomic_write_json(out.with_suffix(".parity.json"), report)
-    return {"path": str(out), "bytes": out.stat().st_size, "metadata": meta, "parity": report}
+        return keep_checked(candidate_path, out, report, meta,
+                            "Try a milder --quantize mode.")

@@ -66,6 +66,19 @@ def checked_model_bytes(path: Path):
     return model, data
 
 
+def embedded_metadata(model, path: Path) -> dict | None:
+    """The tf-twohead metadata in a parsed model's `metadata_props`, checked, or None."""
+    props = {p.key: p.value for p in model.metadata_props}
+    text = props.get(metadata.METADATA_NAME)
+    return None if text is None else metadata.parse(text, path)
+
+
+def read_metadata(path: Path) -> dict | None:
+    """An `.onnx` file's embedded metadata, checked as `OnnxRunner` checks the file, without
+    starting ONNX Runtime."""
+    return embedded_metadata(checked_model_bytes(Path(path))[0], path)
+
+
 class OnnxRunner:
     """`.onnx` -> outputs by name, on ONNX Runtime's CPU provider; the embedded metadata
     (`metadata_props`) is `self.metadata`."""
@@ -73,9 +86,7 @@ class OnnxRunner:
     def __init__(self, path: Path, threads: int | None = None):
         _, ort = _modules()
         model, data = checked_model_bytes(path)
-        props = {p.key: p.value for p in model.metadata_props}
-        self.metadata = (metadata.parse(props[metadata.METADATA_NAME], path)
-                         if metadata.METADATA_NAME in props else None)
+        self.metadata = embedded_metadata(model, path)
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only
         options.intra_op_num_threads = int(threads or 0)  # 0: ONNX Runtime's default
