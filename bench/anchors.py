@@ -6,16 +6,18 @@ in turn, and the median over rounds is kept), so ratios are fair on a noisy mach
     two-head x0.5 (`model.fit`) against the same network in PyTorch 2.13 (the torchref
     venv) and in Debian's torch 1.13 (system python3), both `bench/torch_reference.py`;
   - per-image latency, file -> probabilities, 1 thread, 256 px: our `.tflite` (float32,
-    dynamic range, int8) through `Predictor.predict_file`, against PyTorch eager and ONNX
-    Runtime running the network exported from PyTorch (`bench/torch_latency.py`),
+    dynamic range, int8 per-channel and per-tensor) through `Predictor.predict_file`,
+    against PyTorch eager and ONNX Runtime running the network exported from PyTorch
+    (`bench/torch_latency.py`),
     each with its own decode (Pillow, JPEG draft) on the same 640x480 JPEGs;
   - model-only time and `.tflite` sizes;
   - the CPU's vector flags, and each figure as a fraction of this CPU's measured float32
     GEMM rate (TensorFlow matmul, the same thread count): what the hardware gives a
     well-shaped op, against which a small network's ~1,000 tiny ops per step are judged.
 
-Targets (issue 17): training >= 1.5x torch 2.13 at both sizes; latency (the fastest
-`.tflite`) <= 0.6x ONNX Runtime; int8 smaller and faster than dynamic range.
+Targets (issues 17, 27): training >= 1.5x torch 2.13 at both sizes; latency (the fastest
+`.tflite`) <= 0.6x ONNX Runtime; int8 faster than dynamic range, and per-tensor int8
+smaller.
 
 The torchref venv is made by `../shared/bench/torchref.sh` (PyPI's torch 2.13 CPU,
 torchvision, onnxruntime); anchors that cannot run are shown as "-" with the reason.
@@ -42,7 +44,7 @@ from timing import cpu_flags  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SHARED_BENCH = HERE.parent.parent / "shared" / "bench"
-QUANTS = ("none", "dynamic", "int8")
+QUANTS = ("none", "dynamic", "int8", "int8_per_tensor")
 
 
 def torchref_python() -> tuple[str | None, str]:
@@ -78,7 +80,7 @@ def ours(part: str, root: Path, extra: list[str]) -> dict:
 
 
 def median_of(results: list[dict | None], key: str) -> float | None:
-    values = [r[key] for r in results if r is not None]
+    values = [r[key] for r in results if r is not None and r.get(key) is not None]
     return statistics.median(values) if values else None
 
 
@@ -144,12 +146,12 @@ def report(args, sizes, exported, train, latency, anchors, why) -> None:
              "|---|---|---|---|---|"]
     versions = {}
     checks = []
+    peak2 = median_of([r for s in sizes for r in train["ours", s]], "gemm_gflops")
     for size in sizes:
         mine = median_of(train["ours", size], "img_s")
-        peak = median_of(train["ours", size], "gemm_gflops")
         flops = median_of(train["ours", size], "train_gflop_per_image")
         row = [f"training img/s, batch 64, 2 threads, {size} px", f"{mine:.0f} "
-               f"({100 * mine * flops / peak:.1f}% of GEMM peak)"]
+               f"({100 * mine * flops / peak2:.1f}% of GEMM peak)"]
         for name in anchors:
             theirs = median_of(train[name, size], "img_s")
             row.append(ratio(mine, theirs))
@@ -188,15 +190,20 @@ def report(args, sizes, exported, train, latency, anchors, why) -> None:
         best = min(QUANTS, key=lambda q: lat[q])
         checks.append((f"latency <= 0.6x ONNX Runtime (fastest file: {best})",
                        lat[best] / ort <= 0.6, f"{lat[best] / ort:.2f}x"))
-    checks.append(("int8 smaller than dynamic", exported["int8_kib"] < exported["dynamic_kib"],
-                   f"{exported['int8_kib']:.0f} vs {exported['dynamic_kib']:.0f} KiB"))
+    # Per-channel int8 stores a scale and a zero point per output channel of every
+    # quantized tensor, which at x0.5 outweighs what it saves (docs/export.md): the size
+    # target is met by the per-tensor file, the accuracy question by `tf-twohead benchmark`.
+    checks.append(("int8 (per-tensor) smaller than dynamic",
+                   exported["int8_per_tensor_kib"] < exported["dynamic_kib"],
+                   f"{exported['int8_per_tensor_kib']:.0f} vs {exported['dynamic_kib']:.0f} "
+                   f"KiB (per-channel int8 {exported['int8_kib']:.0f})"))
     checks.append(("int8 faster than dynamic (model only)", model["int8"] < model["dynamic"],
                    f"{model['int8']:.2f} vs {model['dynamic']:.2f} ms"))
     print("\n".join(lines))
     print(f"\nMedians of {args.rounds} interleaved rounds. Forward {fwd:.3f} GFLOP/image at "
           f"{args.latency_size} px; training counted as 3x forward. Measured float32 GEMM "
           f"peak (TF matmul): {peak1:.0f} GFLOP/s on 1 thread, "
-          f"{median_of(train['ours', sizes[0]], 'gemm_gflops'):.0f} on 2.")
+          f"{peak2 or 0:.0f} on 2.")
     print("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items())
           + (f", onnxruntime {latency['torch'][0]['onnxruntime']}"
              if latency["torch"] and latency["torch"][0] else ""))

@@ -113,7 +113,7 @@ def part_train(args, root: Path) -> dict:
     from tf_twohead.pretrained import load as pretrained
     from tf_twohead.recipe import compiling as recipe
 
-    set_threads(2)
+    set_threads(2, step_pixels=64 * args.size ** 2)  # as `tf-twohead train` does
     cfg = config.load_config("configs/two_head.yaml", [
         f"data.root={root}", f"data.img_size={args.size}", f"model.width={args.width}",
         f"output_dir={root.parent / 'runs'}", "train.batch_size=64"])
@@ -160,7 +160,7 @@ def part_epochs(args, root: Path) -> dict:
     from tf_twohead.data.pipeline import checked_splits
     from tf_twohead.training import run as training
 
-    set_threads(2)
+    set_threads(2, step_pixels=64 * 64 ** 2)  # as `tf-twohead train` does
     cfg = config.load_config("configs/two_head.yaml", [
         f"data.root={root}", "data.img_size=64", f"output_dir={root / 'runs'}",
         "train.epochs=3", "exp=epochs"])

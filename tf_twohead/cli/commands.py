@@ -63,13 +63,19 @@ def _run_config(args, splits=("train", "val", "test")):
     return cfg
 
 
+def _step_pixels(cfg) -> int:
+    """Input pixels of one training step: `runtime.set_threads` splits the threads of a
+    small step between two ops at a time."""
+    return cfg.train.batch_size * cfg.data.img_size ** 2
+
+
 def train(args) -> int:
     cfg = _run_config(args)
     console.load_tensorflow()
     from tf_twohead.core import runtime
     from tf_twohead.training import run as training
 
-    runtime.set_threads(args.threads)
+    runtime.set_threads(args.threads, step_pixels=_step_pixels(cfg))
     training.train(cfg, resume=args.resume, overwrite=args.overwrite)
     return 0
 
@@ -81,7 +87,7 @@ def tune(args) -> int:
     from tf_twohead.core import runtime
     from tf_twohead.tuning.search import tune as run_search
 
-    runtime.set_threads(args.threads)
+    runtime.set_threads(args.threads, step_pixels=_step_pixels(cfg))
     run_search(cfg, overwrite=args.overwrite, chief=args.chief, worker=args.worker)
     return 0
 

@@ -7,7 +7,6 @@ Epochs are counted from 1 everywhere a person reads them: these lines, `history.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import keras
 
 from tf_twohead.core.defaults import SOFTMAX_KINDS
+from tf_twohead.core.runtime import threads_text
 from tf_twohead.data.targets import head_answers, known
 
 
@@ -26,12 +26,11 @@ def run_summary(cfg, splits: dict, model) -> str:
 
     m = cfg.model
     params = model.count_params()
-    threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
     devices = sorted({d.device_type for d in tf.config.list_logical_devices()})
     heads = list(m.heads)
     lines = [f"Run {cfg.run_dir}: {m.kind}, {m.backbone} x{m.width}, {cfg.data.img_size} px, "
              f"{params:,} parameters ({params * 4 / 1e6:.1f} MB as float32); "
-             f"{threads} threads on {', '.join(devices)}",
+             f"{threads_text()} on {', '.join(devices)}",
              f"  data {cfg.data.root}:"]
     table = []
     for name, split in splits.items():
