@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 from conftest import tiny_config, write_dataset
@@ -15,7 +16,7 @@ from conftest import tiny_config, write_dataset
 import tf_twohead as tt
 from tf_twohead import models
 from tf_twohead.cli import main
-from tf_twohead.export import serving
+from tf_twohead.export import selective, serving
 from tf_twohead.export import tflite as export
 from tf_twohead.export.parity import compare_predictions
 from tf_twohead.inference import metadata
@@ -72,6 +73,49 @@ def test_parity_within_bounds_for_each_mode(trained, quantize):
         assert result["bytes"] < per_channel.stat().st_size
     if quantize == "int16x8":  # LiteRT's 16x8 kernels take float32 pixels, cast by the runner
         assert Predictor(path).runner.dtype == np.float32
+    if quantize == "int8_mixed":  # every layer's error beside the file, worst first
+        layers = pd.read_csv(result["layers"])
+        assert list(layers.columns) == ["layer", "op", "rmse_scale", "max_abs_error", "float"]
+        assert len(layers) > 40 and layers["rmse_scale"].is_monotonic_decreasing
+        assert (layers["rmse_scale"] > 0).all() and "conv1_0" in set(layers["layer"])
+        assert result["metadata"]["float_layers"] == list(layers.loc[layers["float"], "layer"])
+
+
+@pytest.mark.slow
+def test_int8_mixed_keeps_the_layers_above_the_bound_in_float(trained, tmp_path, monkeypatch):
+    """With the bound just under the worst layer's error, that layer alone stays float32:
+    its op computes in float between a DEQUANTIZE and a QUANTIZE, the rest is int8."""
+    monkeypatch.setattr(selective, "STANDS_OUT", np.inf)
+    none = export.to_tflite(trained["two_head"], "int8_mixed", calibration=24,
+                            out=tmp_path / "none.tflite", progress=False)
+    errors = pd.read_csv(none["layers"])["rmse_scale"]
+    monkeypatch.setattr(selective, "STANDS_OUT", (errors[0] + errors[1]) / 2)
+    kept = export.to_tflite(trained["two_head"], "int8_mixed", calibration=24,
+                            out=tmp_path / "kept.tflite", progress=False)
+    layers = pd.read_csv(kept["layers"])
+    assert list(layers["float"]) == [True] + [False] * (len(layers) - 1)
+    assert kept["metadata"]["float_layers"] == [layers["layer"][0]]
+    assert none["metadata"]["float_layers"] == []
+
+    def float_ops(path):
+        interpreter = Interpreter(model_path=str(path))
+        tensors = interpreter.get_tensor_details()
+        return [op["op_name"] for op in interpreter._get_ops_details()
+                if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE")
+                and any(tensors[i]["dtype"] == np.float32 for i in op["outputs"])]
+
+    assert float_ops(none["path"]) == [] and len(float_ops(kept["path"])) == 1
+    assert kept["parity"]["passed"]
+
+
+def test_layer_names_from_fused_tensor_names():
+    fused = ("two_head_body_1/stage3_0_branch1_4_1/Relu;two_head_body_1/stage3_0_branch1_3_1/"
+             "batchnorm/add_1;two_head_body_1/stage3_0_branch1_2_1/convolution;two_head_body_1/"
+             "stage3_0_branch1_3_1/batchnorm/sub1")
+    assert selective.layer_name(fused) == "stage3_0_branch1_2"
+    assert selective.layer_name("two_head_body_1/aux_1/MatMul;two_head_body_1/aux_1/Add") == "aux"
+    assert selective.layer_name("StatefulPartitionedCall:1", "LOGISTIC") == \
+        "logistic (StatefulPartitionedCall:1)"
 
 
 @pytest.mark.slow

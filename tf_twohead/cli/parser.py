@@ -196,7 +196,9 @@ def _convert(v) -> None:
                    help="none: float32; float16: half-size weights; dynamic: int8 weights "
                    "(smallest for ShuffleNet x0.5); int8: integer weights and activations, "
                    "a scale per channel; int8_per_tensor: one scale per tensor (smaller); "
-                   "int16x8: int16 activations, int8 weights (closer to float32)")
+                   "int8_mixed: int8 with the layers it hurts kept in float32 (their errors "
+                   "in <file>.layers.csv); int16x8: int16 activations, int8 weights (closer "
+                   "to float32)")
     v.add_argument("--calibration", type=int, default=200, metavar="N",
                    help=f"training images that calibrate {', '.join(CALIBRATED)}")
     v.add_argument("--out", metavar="FILE",

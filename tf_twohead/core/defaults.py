@@ -48,10 +48,13 @@ ORACLES = ("random", "bayesian", "hyperband", "grid")
 # What a search records per trial that `tune.constraints` can bound (all: at most).
 CONSTRAINTS = ("tflite_kb", "latency_ms", "params", "train_seconds")
 # `convert --quantize` modes: float32, float16 weights, dynamic-range int8 weights, full
-# integer with per-channel (the converter's default) or per-tensor weight scales, and
-# int16 activations with int8 weights (16x8). The last three calibrate on training images.
-QUANTIZATIONS = ("none", "float16", "dynamic", "int8", "int8_per_tensor", "int16x8")
-CALIBRATED = ("int8", "int8_per_tensor", "int16x8")
+# integer with per-channel (the converter's default) or per-tensor weight scales, or with
+# the layers int8 hurts kept in float (mixed), and int16 activations with int8 weights
+# (16x8). The last four calibrate on training images.
+QUANTIZATIONS = ("none", "float16", "dynamic", "int8", "int8_per_tensor", "int8_mixed",
+                 "int16x8")
+CALIBRATED = ("int8", "int8_per_tensor", "int8_mixed", "int16x8")
+INT8_INPUT = ("int8", "int8_per_tensor", "int8_mixed")  # raw uint8 pixels in, float out
 # What `benchmark` measures: the `.keras` itself, ONNX, and every TFLite quantization.
 BENCHMARK_FORMATS = ("keras", "onnx", *QUANTIZATIONS)
 HEAD_METRICS = ("loss", "precision", "recall", "f1", "auc")

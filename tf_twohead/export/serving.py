@@ -7,7 +7,8 @@ signature with builtin ops only, so LiteRT's `get_signature_runner()` returns ou
 by name. (`from_keras_model`, and a plain `tf.Module` around a Keras 3 model, keep
 the weights as resource variables that LiteRT reads as uninitialised: NaN outputs.)
 
-Calibrated models ("int8", "int8_per_tensor", "int16x8") get their own serving graph.
+Calibrated models ("int8", "int8_per_tensor", "int8_mixed", "int16x8") get their own
+serving graph.
 The model's normalisation `(x / 255 - mean) / std` becomes a 1x1 depthwise convolution
 on a float32 input that the converter quantizes itself: the `.tflite` still takes raw
 uint8 pixels (input scale 1, zero point 0, checked), and the normalisation runs as one
@@ -25,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_twohead.core.defaults import CALIBRATED, QUANTIZATIONS
+from tf_twohead.core.defaults import CALIBRATED, INT8_INPUT, QUANTIZATIONS
 from tf_twohead.core.errors import ExportError
 from tf_twohead.core.quiet import native_stderr_silenced
+from tf_twohead.export.selective import convert_mixed
 from tf_twohead.models.heads import NORMALIZE, normalization_affine
 
 
@@ -74,7 +76,8 @@ def _integer_friendly(model):
 
 
 def convert_saved_model(directory: str | Path, quantize: str = "none",
-                        calibration_images: np.ndarray | None = None) -> bytes:
+                        calibration_images: np.ndarray | None = None,
+                        details: dict | None = None) -> bytes:
     """Convert a serving SavedModel to TFLite flatbuffer bytes, builtin ops only.
 
     Args:
@@ -82,9 +85,12 @@ def convert_saved_model(directory: str | Path, quantize: str = "none",
         quantize: str. "none", "float16" (weights), "dynamic" (dynamic-range int8
             weights), "int8" (full integer, a weight scale per output channel; uint8
             input, float outputs), "int8_per_tensor" (the same, one scale per tensor) or
-            "int16x8" (int16 activations, int8 weights; float32 input and outputs).
+            "int16x8" (int16 activations, int8 weights; float32 input and outputs), or
+            "int8_mixed" (int8 with the layers int8 hurts kept in float32: `selective`).
         calibration_images: uint8 array `(N, S, S, 3)`. Representative data for the
             calibrated modes.
+        details: dict or None. For "int8_mixed", receives `"layers"`: the per-layer
+            error table (`selective.layer_errors`).
 
     Raises:
         ExportError: the model needs ops outside TFLite's builtins (named), an unknown
@@ -106,7 +112,7 @@ def convert_saved_model(directory: str | Path, quantize: str = "none",
             raise ExportError(f"{quantize} quantization needs calibration images "
                               "(--calibration N).")
         converter.representative_dataset = _representative(calibration_images)
-    if quantize in ("int8", "int8_per_tensor"):
+    if quantize in INT8_INPUT:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
         # The converter's only switch for one weight scale per tensor (tensorflow#44153).
@@ -115,11 +121,17 @@ def convert_saved_model(directory: str | Path, quantize: str = "none",
         converter.target_spec.supported_ops = [
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
     try:
-        with native_stderr_silenced():  # the converter's own C++ log lines
-            flatbuffer = converter.convert()
+        if quantize == "int8_mixed":
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+            flatbuffer, layers = convert_mixed(converter, calibration_images)
+            if details is not None:
+                details["layers"] = layers
+        else:
+            with native_stderr_silenced():  # the converter's own C++ log lines
+                flatbuffer = converter.convert()
     except Exception as e:  # ConverterError and friends carry the op list in the text
         raise ExportError(_explain(str(e), quantize)) from None
-    if quantize in ("int8", "int8_per_tensor"):
+    if quantize in INT8_INPUT:
         _check_raw_pixel_input(flatbuffer)
     return flatbuffer
 

@@ -20,7 +20,9 @@ from pathlib import Path
 from tf_twohead.core.api import public
 from tf_twohead.core.defaults import CALIBRATED, QUANTIZATIONS
 from tf_twohead.core.errors import ExportError
+from tf_twohead.core.fileio import atomic_write_text
 from tf_twohead.core.run_folder import export_path, resolve_model
+from tf_twohead.export import selective
 from tf_twohead.export.parity import check_candidate, keep_checked, parity_samples
 from tf_twohead.export.serving import convert_saved_model, write_serving_model
 from tf_twohead.inference import metadata as metadata_lib
@@ -96,9 +98,19 @@ def to_tflite(model_path: str | Path, quantize: str = "none", calibration: int =
         saved = write_serving_model(reference.model, Path(tmp) / "saved_model", quantize)
         say(f"[2/3] converting to TFLite ({quantize})", flush=True)
         candidate_path = Path(tmp) / "candidate.tflite"
-        candidate_path.write_bytes(convert_saved_model(saved, quantize, train))
+        details = {}
+        candidate_path.write_bytes(convert_saved_model(saved, quantize, train, details))
+        if "layers" in details:
+            meta["float_layers"] = list(details["layers"].loc[details["layers"]["float"],
+                                                              "layer"])
+            say("      " + selective.summary(details["layers"]), flush=True)
         metadata_lib.embed(candidate_path, meta)
         say(f"[3/3] checking parity on {len(val[0])} validation images", flush=True)
         report = check_candidate(reference, Predictor(candidate_path), val, quantize)
-        return keep_checked(candidate_path, out, report, meta,
-                            "Try a milder --quantize mode.")
+        result = keep_checked(candidate_path, out, report, meta,
+                              "Try a milder --quantize mode.")
+        if "layers" in details:  # beside the file: every layer's error, worst first
+            result["layers"] = str(atomic_write_text(
+                out.with_suffix(".layers.csv"),
+                details["layers"].to_csv(index=False, float_format="%.4g")))
+        return result
