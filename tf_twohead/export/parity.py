@@ -140,6 +140,8 @@ def summary_lines(report: dict) -> list[str]:
              f"{'PASSED' if report['passed'] else 'FAILED'}; bound: {bound_text(report)}"]
     for name, h in report["heads"].items():
         flips = f"  flipped {h['flips']} of {n}" if "flips" in h else ""
+        if "p_large_moves" in h:  # the other statistic a quantized mode is judged on
+            flips += f"  moved over {report['bound']['large_move']}: {h['large_moves']}"
         lines.append(f"  {name:>8}: max |dp| {h['max_abs_diff']:.2e}  agreement "
                      f"{h['agreement']:.2%}{flips}  F1 {h['f1_keras']:.4f} -> "
                      f"{h['f1_converted']:.4f} ({h['f1_change']:+.4f})")
