@@ -16,11 +16,11 @@ F1 of each model. Each quantization mode has a bound:
 For the quantized modes the decision is statistical (float16 too: a fixed bound of 0.01
 refused files that flipped no decision of 1,000 while one probability moved by 0.014),
 because a fixed bound on F1 or on agreement cannot tell noise from damage: with 90
-positives two flipped decisions move F1 by 0.01, and one flip of 200 images is 0.5%. A conversion fails only when its flips
-(or large moves) are more than its tolerated rate could give by chance: a one-sided
-binomial test at the 0.1% level on the images checked. A good model is then not refused
-for a flip or two near its threshold, and a broken one (hundreds of flips, or
-probabilities thrown about) always is. The more images are checked, the finer the
+positives two flipped decisions move F1 by 0.01, and one flip of 200 images is 0.5%. A
+conversion fails only when its flips (or large moves) are more than its tolerated rate
+could give by chance: a one-sided binomial test at the 0.1% level on the images
+checked. A good model is then not refused for a flip or two near its threshold, and a
+broken one (hundreds of flips, or probabilities thrown about) always is. The more images are checked, the finer the
 damage it can resolve.
 
 A softmax-output model (softmax, combined) is also compared class by class: the same
@@ -44,10 +44,10 @@ from tf_twohead.inference.model_split import load_model_split
 
 PROBABILITY_BOUNDS = {"none": 1e-4}
 # Flips a good conversion stays under, and a probability move that counts as damage.
-TOLERATED_RATE = {"float16": 0.01, "dynamic": 0.01, "int8": 0.02, "int8_per_tensor": 0.02, "int8_mixed": 0.02,
-                  "int16x8": 0.01}
-LARGE_MOVE = {"float16": 0.05, "dynamic": 0.1, "int8": 0.2, "int8_per_tensor": 0.2, "int8_mixed": 0.2,
-              "int16x8": 0.1}
+TOLERATED_RATE = {"float16": 0.01, "dynamic": 0.01, "int8": 0.02, "int8_per_tensor": 0.02,
+                  "int8_mixed": 0.02, "int16x8": 0.01}
+LARGE_MOVE = {"float16": 0.05, "dynamic": 0.1, "int8": 0.2, "int8_per_tensor": 0.2,
+              "int8_mixed": 0.2, "int16x8": 0.1}
 ALPHA = 1e-3  # the test's level: a good model is refused at most once in a thousand checks
 
 

@@ -33,7 +33,8 @@ DEBUG_IMAGES = 50  # calibration images the debugger runs (the error is a mean o
 
 # A fused op's tensor name joins the names of the ops folded into it; the layer is the
 # one that owns the kernel (Keras' name scope, with a "_1" uniquifying suffix).
-_LAYER = re.compile(r"(?:^|/)([^/;]+?)(?:_\d+)?/(?:convolution|depthwise|MatMul|BiasAdd|Pad)(?:;|$)")
+_LAYER = re.compile(
+    r"(?:^|/)([^/;]+?)(?:_\d+)?/(?:convolution|depthwise|MatMul|BiasAdd|Pad)(?:;|$)")
 
 
 def convert_mixed(converter, images: np.ndarray, per_tensor: bool = False):
