@@ -20,8 +20,8 @@ positives two flipped decisions move F1 by 0.01, and one flip of 200 images is 0
 conversion fails only when its flips (or large moves) are more than its tolerated rate
 could give by chance: a one-sided binomial test at the 0.1% level on the images
 checked. A good model is then not refused for a flip or two near its threshold, and a
-broken one (hundreds of flips, or probabilities thrown about) always is. The more images are checked, the finer the
-damage it can resolve.
+broken one (hundreds of flips, or probabilities thrown about) always is. The more images
+are checked, the finer the damage it can resolve.
 
 A softmax-output model (softmax, combined) is also compared class by class: the same
 test on the images whose argmax class changes.
