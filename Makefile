@@ -25,10 +25,12 @@ demo: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
 # Speed against PyTorch 2.13, ONNX Runtime and Debian's torch (bench/anchors.py; the
-# torchref venv is built on first use by ../shared/bench/torchref.sh), then the rest of
-# the core benchmark (pipeline, cache build, a small run's epochs).
+# torchref venv is built on first use by ../shared/bench/torchref.sh), Keras on TensorFlow
+# against Keras on JAX and a two-process group against one process (bench/bench_engines.py),
+# then the rest of the core benchmark (pipeline, cache build, a small run's epochs).
 bench: install
 	$(BIN)/python bench/anchors.py
+	$(BIN)/python bench/bench_engines.py
 	$(BIN)/python bench/bench_core.py --skip latency,torch
 
 bench-core: install

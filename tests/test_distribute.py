@@ -31,8 +31,22 @@ print("RESULT", json.dumps({"replicas": distribute.replicas(cfg), "epoch": state
 
 
 def test_multi_worker_is_refused_with_the_reason():
-    with pytest.raises(config.ConfigError, match=r"keras-team/keras#20585.*tune --chief"):
+    with pytest.raises(config.ConfigError,
+                       match=r"keras-team/keras#20585.*data_parallel.*tune --chief"):
         config.load_config("configs/two_head.yaml", ["train.strategy=multi_worker"])
+
+
+@pytest.mark.parametrize("overrides, says", [
+    (["train.backend=pytorch"], "train.backend must be one of"),
+    (["train.distribution=data_parallel"], "set train.backend=jax"),
+    (["train.backend=jax", "train.strategy=mirrored"], "mirrored is TensorFlow's"),
+    (["train.backend=jax", "train.distribution=ring"], "train.distribution must be one of"),
+])
+def test_engine_and_distribution_settings_are_checked(overrides, says):
+    with pytest.raises(config.ConfigError, match=says):
+        config.load_config("two_head", overrides)
+    with pytest.raises(config.ConfigError, match="combined's staged run"):
+        config.load_config("combined", ["train.backend=jax", "train.distribution=data_parallel"])
 
 
 @pytest.mark.slow

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 from tf_twohead.cli import console
 from tf_twohead.core.defaults import BENCHMARK_FORMATS
+from tf_twohead.core.errors import ConfigError
 
 
 def data(args) -> int:
@@ -70,19 +72,44 @@ def _step_pixels(cfg) -> int:
 
 
 def train(args) -> int:
-    cfg = _run_config(args)
-    console.load_tensorflow()
     from tf_twohead.core import runtime
+    from tf_twohead.training import processes
+
+    cfg = _run_config(args)
+    runtime.select_backend(cfg.train.backend)  # before Keras is imported
+    parallel = cfg.train.distribution == "data_parallel"
+    if parallel:  # before Keras or JAX start: the group forms first
+        processes.connect(processes.group_from(args.num_processes, args.process_id,
+                                               args.coordinator))
+    elif args.num_processes or args.process_id is not None or args.coordinator:
+        raise ConfigError("--num-processes, --process-id and --coordinator belong to "
+                          "train.distribution=data_parallel (docs/distributed.md).")
+    console.load_tensorflow()
     from tf_twohead.training import run as training
 
+    if parallel:
+        processes.distribute(cfg)
     runtime.set_threads(args.threads, step_pixels=_step_pixels(cfg))
-    training.train(cfg, resume=args.resume, overwrite=args.overwrite)
+    try:
+        training.train(cfg, resume=args.resume, overwrite=args.overwrite)
+    except Exception as e:
+        message = processes.lost_group(e) if parallel else None
+        if message is None:
+            raise
+        # JAX's own shutdown would now wait at a barrier for the dead peer and abort with
+        # a stack trace: say what happened and leave at once.
+        print(f"tf-twohead train: error: {message}", file=sys.stderr, flush=True)
+        os._exit(2)
     return 0
 
 
 def tune(args) -> int:
     chief = args.chief and args.worker is None  # the chief trains nothing and needs no data
     cfg = _run_config(args, () if chief else ("train", "val"))
+    if cfg.train.backend != "tensorflow" or cfg.train.distribution != "none":
+        raise ConfigError("tune trains its trials on TensorFlow, one process each (spread a "
+                          "search over machines with --chief/--worker): leave train.backend "
+                          "and train.distribution at their defaults.")
     console.load_tensorflow()
     from tf_twohead.core import runtime
     from tf_twohead.tuning.search import tune as run_search

@@ -163,6 +163,13 @@ def _train(t) -> None:
     t.add_argument("--resume", action="store_true",
                    help="continue an interrupted run after its last finished epoch")
     t.add_argument("--overwrite", action="store_true", help="start a finished run again")
+    g = t.add_argument_group("data-parallel processes (train.distribution=data_parallel; "
+                             "or KERAS_DISTRIBUTION_NUM_PROCESSES, _PROCESS_ID, _JOB_ADDRESSES)")
+    g.add_argument("--num-processes", type=int, metavar="N", help="processes in the group")
+    g.add_argument("--process-id", type=int, metavar="I",
+                   help="this process: 0..N-1 (0 writes the run folder)")
+    g.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="process 0's host and a free port, the same for every process")
 
 
 def _tune(u) -> None:

@@ -88,6 +88,8 @@ class TrainConfig:
     monitor_head: str = DEFAULT_MONITOR_HEAD
     monitor: str | None = None
     strategy: str = "auto"
+    backend: str = "tensorflow"
+    distribution: str = "none"
     schedule: str = "step"
     pct_start: float = 0.25
     div: float = 25.0

@@ -11,8 +11,10 @@ from tf_twohead.config.limits import MAX_HEAD_WIDTH, check_limits
 from tf_twohead.config.schema import Config, TrainConfig
 from tf_twohead.core.defaults import (
     BACKBONES,
+    BACKENDS,
     BAD_IMAGE_POLICIES,
     CONSTRAINTS,
+    DISTRIBUTIONS,
     FROZEN_BN,
     HEAD_METRICS,
     INITS,
@@ -36,8 +38,9 @@ from tf_twohead.core.errors import ConfigError
 MULTI_WORKER_UNSUPPORTED = (
     "train.strategy=multi_worker is not supported: Keras 3 on TensorFlow cannot train under "
     "MultiWorkerMirroredStrategy (keras-team/keras#20585, open). Use train.strategy=mirrored "
-    "for several GPUs of one machine, and spread work over machines with a distributed "
-    "search: tf-twohead tune --chief PORT / --worker ID --chief HOST:PORT (docs/searches.md)."
+    "for several GPUs of one machine; train.backend=jax train.distribution=data_parallel for "
+    "one run over several processes or machines (docs/distributed.md); or spread a search "
+    "over machines: tf-twohead tune --chief PORT / --worker ID --chief HOST:PORT."
 )
 
 
@@ -48,6 +51,18 @@ def validate(config: Config) -> None:
     if t.strategy == "multi_worker":
         raise ConfigError(MULTI_WORKER_UNSUPPORTED)
     _check(t.strategy in STRATEGIES, "train.strategy", f"one of {STRATEGIES}", t.strategy)
+    _check(t.backend in BACKENDS, "train.backend", f"one of {BACKENDS}", t.backend)
+    _check(t.distribution in DISTRIBUTIONS, "train.distribution", f"one of {DISTRIBUTIONS}",
+           t.distribution)
+    if t.backend == "jax" and t.strategy == "mirrored":
+        raise ConfigError("train.strategy=mirrored is TensorFlow's: with train.backend=jax, "
+                          "use train.distribution=data_parallel (docs/distributed.md).")
+    if t.distribution == "data_parallel" and m.kind == "combined":
+        raise ConfigError("train.distribution=data_parallel trains plain runs (two_head, "
+                          "softmax); model.kind=combined's staged run trains in one process.")
+    if t.distribution == "data_parallel" and t.backend != "jax":
+        raise ConfigError("train.distribution=data_parallel trains on Keras' JAX engine: set "
+                          "train.backend=jax as well (docs/distributed.md).")
     _check(d.img_size >= 32, "data.img_size", "an image size of at least 32 pixels", d.img_size)
     _check(d.on_bad_image in BAD_IMAGE_POLICIES, "data.on_bad_image",
            f"one of {BAD_IMAGE_POLICIES}", d.on_bad_image)

@@ -44,6 +44,8 @@ WEIGHT_DECAY_MODES = ("l2", "decoupled")  # PyTorch Adam's L2-in-the-gradient, o
 INTERPOLATIONS = ("nearest", "bilinear")
 # tf.distribute for one run: auto = mirrored when the machine has several GPUs.
 STRATEGIES = ("auto", "none", "mirrored")
+BACKENDS = ("tensorflow", "jax")  # train.backend: the Keras 3 engine a run trains on
+DISTRIBUTIONS = ("none", "data_parallel")  # train.distribution: over processes (jax)
 ORACLES = ("random", "bayesian", "hyperband", "grid")
 # What a search records per trial that `tune.constraints` can bound (all: at most).
 CONSTRAINTS = ("tflite_kb", "latency_ms", "params", "train_seconds")

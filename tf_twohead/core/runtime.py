@@ -1,4 +1,5 @@
-"""The process a run trains in: TensorFlow's thread count and its oneDNN kernels.
+"""The process a run trains in: Keras' engine, TensorFlow's thread count and its oneDNN
+kernels.
 
 Example:
 
@@ -88,6 +89,28 @@ def threads_text() -> str:
         return f"{intra * inter} threads ({inter} ops at a time, {intra} each)"
     threads = tf.config.threading.get_intra_op_parallelism_threads() or available_cpus()
     return f"{threads} thread{'s' if threads > 1 else ''}"
+
+
+def select_backend(name: str) -> None:
+    """Make `name` ("tensorflow" or "jax") Keras' engine in this process; call before
+    Keras is imported (the CLI does, from `train.backend`).
+
+    Raises:
+        ConfigError: Keras is already running on another engine in this process.
+    """
+    import sys
+
+    from tf_twohead.core.errors import ConfigError
+
+    if "keras" in sys.modules:
+        current = sys.modules["keras"].backend.backend()
+        if current != name:
+            raise ConfigError(
+                f"train.backend={name}, but Keras is already running on {current} in this "
+                f"process: set KERAS_BACKEND={name} before importing keras (the tf-twohead "
+                "command line does this itself).")
+        return
+    os.environ["KERAS_BACKEND"] = name
 
 
 def warn_if_onednn_off() -> None:

@@ -31,7 +31,8 @@ from tf_twohead.data.targets import split_targets
 def make_dataset(split: SplitData, targets: dict[str, np.ndarray], batch_size: int,
                  training: bool = False, seed: int = 0, rotation: float = 0.0,
                  hflip: bool = False, pos_weight: dict[str, float] | None = None,
-                 rotation_interpolation: str = "nearest") -> tf.data.Dataset:
+                 rotation_interpolation: str = "nearest",
+                 shard: tuple[int, int] | None = None) -> tf.data.Dataset:
     """A batched dataset of `(uint8 images, {name: target}[, {name: sample weight}])`.
 
     Args:
@@ -47,6 +48,11 @@ def make_dataset(split: SplitData, targets: dict[str, np.ndarray], batch_size: i
         hflip: bool. Random horizontal flips (training only).
         pos_weight: dict or None. Output name -> weight of positive examples; when
             given, the dataset also yields per-output sample weights.
+        shard: `(processes, index)` or None. For data-parallel training: every process
+            shuffles alike (the same seed), cuts the same global batches of `batch_size`
+            (the last partial one dropped, so that every process takes the same number
+            of steps) and decodes only its own `batch_size / processes` rows of each.
+            Only for training: validation is read whole by every process.
     """
     images = split.images
     n = len(split)
@@ -55,7 +61,11 @@ def make_dataset(split: SplitData, targets: dict[str, np.ndarray], batch_size: i
     ds = tf.data.Dataset.range(n)
     if training:
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+    if shard and shard[0] > 1:
+        processes, index = shard
+        ds = ds.batch(batch_size, drop_remainder=True).map(lambda rows: rows[index::processes])
+    else:
+        ds = ds.batch(batch_size)
     size = images.shape[1:]
 
     def gather(indices):
@@ -149,12 +159,13 @@ def make_datasets(cfg, splits=("train", "val"), root: str | None = None, progres
     return [datasets_for(cfg, split) for split in loaded.values()]
 
 
-def datasets_for(cfg, split: SplitData, targets: dict[str, np.ndarray] | None = None
-                 ) -> tf.data.Dataset:
+def datasets_for(cfg, split: SplitData, targets: dict[str, np.ndarray] | None = None,
+                 shard: tuple[int, int] | None = None) -> tf.data.Dataset:
     """The dataset of one loaded split, configured from a `Config`.
 
     `targets` replaces the targets the config's model kind implies (a combined run's
-    coarse stage learns the coarse groups of the same images)."""
+    coarse stage learns the coarse groups of the same images). `shard`: this process's
+    part of each training batch in a data-parallel group (`make_dataset`)."""
     training = split.name == "train"
     if targets is None:
         targets = split_targets(split.rows, cfg.model.kind, cfg.model.heads,
@@ -163,4 +174,5 @@ def datasets_for(cfg, split: SplitData, targets: dict[str, np.ndarray] | None = 
     return make_dataset(split, targets, cfg.train.batch_size, training=training,
                         seed=cfg.train.seed, rotation=cfg.data.rotation,
                         hflip=cfg.data.hflip, pos_weight=pos_weight or None,
-                        rotation_interpolation=cfg.data.rotation_interpolation)
+                        rotation_interpolation=cfg.data.rotation_interpolation,
+                        shard=shard if training else None)

@@ -182,7 +182,7 @@ def run_callbacks(cfg: Config, folder: Path, checkpoint: RunCheckpoint, append: 
 
 def fit_run(model: keras.Model, cfg: Config, train_ds, val_ds, state: dict | None = None,
             verbose: int | str | None = None, callbacks: list | None = None,
-            initial_epoch: int | None = None) -> dict:
+            initial_epoch: int | None = None, writer: bool = True) -> dict:
     """Train `model` in `cfg.run_dir` from where `state` stopped to `train.epochs`.
 
     The epochs loop that `training.train` and each search trial share: the freeze stages, the
@@ -200,13 +200,16 @@ def fit_run(model: keras.Model, cfg: Config, train_ds, val_ds, state: dict | Non
         callbacks: list or None. Extra Keras callbacks, run after the run's own.
         initial_epoch: int or None. Start epoch when there is no state (a search
             continuing a parent trial's weights); defaults to 0.
+        writer: bool. False for the processes of a data-parallel group other than
+            process 0: they run the same epochs and callbacks (every variable a save
+            creates is a collective under JAX) in a scratch folder, and print nothing.
 
     Returns:
         The run state: `{"epoch", "best", "best_epoch", "monitor", "run_dir"}`.
     """
     run_dir = cfg.run_dir
     initial_epoch = int(state["epoch"]) if state else int(initial_epoch or 0)
-    if state:
+    if state and writer:
         print(f"Resuming {run_dir} after epoch {initial_epoch}; "
               f"best {state['monitor']}={state['best']:.4f} at epoch {state['best_epoch']}.")
     if initial_epoch >= cfg.train.epochs and state:
@@ -245,7 +248,8 @@ def fit_run(model: keras.Model, cfg: Config, train_ds, val_ds, state: dict | Non
                   shuffle=False, verbose=verbose)
         initial_epoch = end
     final = json.loads((run_dir / STATE).read_text())
-    print(closing_line(final, run_dir, time.perf_counter() - started), flush=True)
+    if writer:
+        print(closing_line(final, run_dir, time.perf_counter() - started), flush=True)
     return {**final, "run_dir": str(run_dir)}
 
 

@@ -26,11 +26,16 @@ def run_summary(cfg, splits: dict, model) -> str:
 
     m = cfg.model
     params = model.count_params()
-    devices = sorted({d.device_type for d in tf.config.list_logical_devices()})
+    where = ", ".join(sorted({d.device_type for d in tf.config.list_logical_devices()}))
+    if keras.backend.backend() == "jax":
+        import jax
+
+        where = (f"{jax.device_count()} {jax.devices()[0].platform.upper()} device(s) with "
+                 f"Keras on JAX, {jax.process_count()} process(es)")
     heads = list(m.heads)
     lines = [f"Run {cfg.run_dir}: {m.kind}, {m.backbone} x{m.width}, {cfg.data.img_size} px, "
              f"{params:,} parameters ({params * 4 / 1e6:.1f} MB as float32); "
-             f"{threads_text()} on {', '.join(devices)}",
+             f"{threads_text()} on {where}",
              f"  data {cfg.data.root}:"]
     table = []
     for name, split in splits.items():

@@ -45,14 +45,15 @@ def checkpoint_state(state: dict | None) -> dict:
 
 
 def check_run_dir(cfg: Config, resume: bool, overwrite: bool,
-                  keys=("data", "model")) -> dict | None:
+                  keys=("data", "model"), clear: bool = True) -> dict | None:
     """The one rule for a run folder at the start of a plain or staged run.
 
     Refuses to clobber a trained run by accident; on `resume`, refuses other settings
     under `keys` than the folder's `config.yaml` and returns the folder's state (`{}` when
     a started run has no state to resume); on `overwrite`, clears everything the previous
     run produced (`run_folder.clear_run_dir`, after the ownership check). Call it while
-    holding `run_folder.lock_run_dir`.
+    holding `run_folder.lock_run_dir`; `clear=False` (a data-parallel group's readers)
+    makes the same checks and changes nothing.
 
     Returns:
         The saved state (`train_state.json`) to resume from, `{}`, or None for a new run.
@@ -66,7 +67,7 @@ def check_run_dir(cfg: Config, resume: bool, overwrite: bool,
         raise RunExistsError(
             f"{run_dir} already holds a trained model. Pass --resume to continue it, "
             f"--overwrite to start again, or choose another exp=NAME.")
-    if overwrite:
+    if overwrite and clear:
         run_folder.clear_run_dir(run_dir)
     return None
 

@@ -20,6 +20,10 @@ Example (your own script):
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import tempfile
+
 import keras
 
 from tf_twohead.config import Config, dump, with_absolute_paths
@@ -31,7 +35,7 @@ from tf_twohead.data.pipeline import datasets_for
 from tf_twohead.keras_files.load import load_model
 from tf_twohead.pretrained.load import build_model, fetch_pretrained
 from tf_twohead.pretrained.warm_start import source_of
-from tf_twohead.training import distribute
+from tf_twohead.training import distribute, processes
 from tf_twohead.training.loop import fit_run, load_run_splits
 from tf_twohead.training.progress import run_summary
 from tf_twohead.training.resume import check_run_dir
@@ -58,29 +62,52 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False,
         return train_staged(cfg, resume, overwrite, verbose, callbacks)
     if cfg.model.init_from and not resume:  # before --overwrite could clear it
         source_of(cfg.model.init_from, cfg.run_dir)
-    warn_if_onednn_off()
-    with lock_run_dir(cfg.run_dir):  # one writer per run folder
-        state = check_run_dir(cfg, resume, overwrite)
+    if keras.backend.backend() == "tensorflow":
+        warn_if_onednn_off()
+    group = processes.current()  # one process, or this one's place in a data-parallel group
+    # One writer per run folder: the lock, and in a group process 0 alone. The others
+    # make the same checks, read-only, so that every process stops on the same error.
+    with lock_run_dir(cfg.run_dir) if group.writer else contextlib.nullcontext():
+        state = check_run_dir(cfg, resume, overwrite, clear=group.writer)
         if state == {}:
             raise RunExistsError(f"{cfg.run_dir} has no {STATE} or {LAST} to resume from. "
                                  "Start again with --overwrite, or choose another exp=NAME.")
-        return _train(cfg, state, verbose, callbacks)
+        return _train(cfg, state, verbose, callbacks, group)
 
 
-def _train(cfg: Config, state: dict | None, verbose, callbacks) -> dict:
+def _train(cfg: Config, state: dict | None, verbose, callbacks, group) -> dict:
     run_dir = cfg.run_dir
-    dump(with_absolute_paths(cfg), run_dir / CONFIG)  # first: every run reproducible
+    if group.writer:
+        dump(with_absolute_paths(cfg), run_dir / CONFIG)  # first: every run reproducible
 
     if not state:  # download/convert pretrained weights now: fail before the data work
         fetch_pretrained(cfg.model, cfg.data.img_size)
     splits = load_run_splits(cfg)
-    train_ds, val_ds = datasets_for(cfg, splits["train"]), datasets_for(cfg, splits["val"])
+    shard = (group.num_processes, group.process_id) if group.num_processes > 1 else None
+    train_ds = datasets_for(cfg, splits["train"], shard=shard)
+    val_ds = datasets_for(cfg, splits["val"])
+    # Seeded before a load too: Keras creates the variables with their initializers before
+    # it reads the file, and in a data-parallel group every process must create the same.
+    keras.utils.set_random_seed(cfg.train.seed)
     with distribute.scope(cfg):
         if state:
             model = load_model(run_dir / LAST, compile=True)  # optimizer state
         else:
-            keras.utils.set_random_seed(cfg.train.seed)
             model = build_model(cfg)  # compiled in fit_run, once its trainable set is known
+    if not group.writer:
+        return _train_beside(model, cfg, train_ds, val_ds, state, callbacks, group)
     if verbose is None:
         print(run_summary(cfg, splits, model), flush=True)
     return fit_run(model, cfg, train_ds, val_ds, state, verbose, callbacks)
+
+
+def _train_beside(model, cfg: Config, train_ds, val_ds, state, callbacks, group) -> dict:
+    """A data-parallel group's other processes: the same epochs and callbacks as process
+    0 (under JAX every variable a save creates is a collective, so they must save too),
+    into a scratch folder removed at the end, silently."""
+    prefix = f"tf_twohead_process{group.process_id}_"
+    with tempfile.TemporaryDirectory(prefix=prefix) as scratch:
+        local = dataclasses.replace(cfg, output_dir=scratch)
+        local.run_dir.mkdir(parents=True)
+        fit_run(model, local, train_ds, val_ds, state, 0, callbacks, writer=False)
+    return {"epoch": cfg.train.epochs, "run_dir": str(cfg.run_dir)}
