@@ -65,6 +65,11 @@ def weights(path: Path) -> list[np.ndarray]:
     return [np.asarray(w) for w in keras.models.load_model(path).weights]
 
 
+def last_epoch(output_dir: Path) -> dict[str, float]:
+    header, *rows = (output_dir / "two_head" / "history.csv").read_text().splitlines()
+    return dict(zip(header.split(","), map(float, rows[-1].split(","))))
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     return write_dataset(tmp_path_factory.mktemp("dp") / "ds", per_class=(16, 16, 16), size=40)
@@ -159,6 +164,8 @@ def test_two_processes_step_like_one_process_with_the_global_batch(data, tmp_pat
     for a, b in zip(weights(one / "two_head" / "last.keras"),
                     weights(two / "two_head" / "last.keras")):
         np.testing.assert_allclose(a, b, atol=1e-5)
+    # and the validation after that step (the whole split, read by both processes)
+    assert last_epoch(two)["val_loss"] == pytest.approx(last_epoch(one)["val_loss"], rel=1e-4)
 
 
 @pytest.mark.slow

@@ -197,6 +197,11 @@ def lost_group(error: BaseException) -> str | None:
             "finished epoch: start every process again with --resume.")
 
 
+def joined() -> bool:
+    """Whether this process joined a group (`connect`)."""
+    return _group is not None
+
+
 def current() -> Group:
     """The group this process belongs to: a group of one when it joined none."""
     return _group or Group()

@@ -28,9 +28,9 @@ import keras
 
 from tf_twohead.config import Config, dump, with_absolute_paths
 from tf_twohead.core.api import public
-from tf_twohead.core.errors import RunExistsError
+from tf_twohead.core.errors import ConfigError, RunExistsError
 from tf_twohead.core.run_folder import CONFIG, LAST, STATE, lock_run_dir
-from tf_twohead.core.runtime import warn_if_onednn_off
+from tf_twohead.core.runtime import select_backend, warn_if_onednn_off
 from tf_twohead.data.pipeline import datasets_for
 from tf_twohead.keras_files.load import load_model
 from tf_twohead.pretrained.load import build_model, fetch_pretrained
@@ -58,6 +58,11 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False,
     Returns:
         The run state: `{"epoch", "best", "best_epoch", "monitor", "run_dir"}`.
     """
+    select_backend(cfg.train.backend)  # a no-op when Keras already runs on it, else why
+    if cfg.train.distribution == "data_parallel" and not processes.joined():
+        raise ConfigError("train.distribution=data_parallel: this process has not joined a "
+                          "group. Start it with tf-twohead train --num-processes N "
+                          "--process-id I --coordinator HOST:PORT (docs/distributed.md).")
     if cfg.model.kind == "combined":  # four staged fits, one run folder
         return train_staged(cfg, resume, overwrite, verbose, callbacks)
     if cfg.model.init_from and not resume:  # before --overwrite could clear it
