@@ -76,6 +76,17 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys):
     assert "No model at" in capsys.readouterr().err
 
 
+def test_overrides_may_follow_options(tmp_path, capsys):
+    # argparse alone stops a command's overrides at its first option
+    assert main(["train", "--config", "two_head", "--threads", "1", f"data.root={tmp_path}",
+                 "train.epochs=2"]) == 2
+    err = capsys.readouterr().err
+    assert f"data.root={tmp_path}" in err and "train.csv" in err  # read as an override
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--config", "two_head", "--threads", "1", "--no-such-flag"])
+    assert stop.value.code == 2 and "--no-such-flag" in capsys.readouterr().err
+
+
 def test_console_script_is_installed():
     beside = Path(sys.executable).parent / "tf-twohead"  # a venv that is not activated
     script = str(beside) if beside.exists() else shutil.which("tf-twohead")

@@ -43,7 +43,7 @@ def cli(*args: str, env=None) -> subprocess.Popen:
 def group(n: int, args: list[str], env=None) -> list[subprocess.Popen]:
     """`n` processes of one data-parallel run; process 0 first."""
     port = free_port()
-    overrides = [a for a in args if "=" in a]  # argparse: the positionals first
+    overrides = [a for a in args if "=" in a]  # overrides, then options (either parses)
     options = [a for a in args if "=" not in a]
     return [cli(*overrides, "train.distribution=data_parallel", *options, "--threads", "1",
                 "--num-processes", str(n), "--process-id", str(i),
