@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import cpu_flags  # noqa: E402
+from timing import cpu_flags, step_timer  # noqa: E402
 
 HERE = Path(__file__).resolve()
 
@@ -59,20 +59,10 @@ def part(args) -> None:
     import tensorflow as tf
 
     data = tf.data.Dataset.from_tensors((x, y)).repeat()
-    times = []
-
-    class Timer(keras.callbacks.Callback):
-        def on_train_batch_begin(self, batch, logs=None):
-            import time
-            self.start = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            import time
-            times.append(time.perf_counter() - self.start)
-
-    model.fit(data, epochs=1, steps_per_epoch=args.steps + 3, callbacks=[Timer()], verbose=0)
+    timer = step_timer()
+    model.fit(data, epochs=1, steps_per_epoch=args.steps + 3, callbacks=[timer], verbose=0)
     if args.process_id == 0:
-        print(json.dumps({"img_s": 64 / statistics.median(times[3:])}))
+        print(json.dumps({"img_s": 64 / statistics.median(timer.times[3:])}))
 
 
 def measure(backend: str, size: int, steps: int, processes: int = 1) -> float | None:

@@ -10,9 +10,11 @@ Example:
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 
 from tf_twohead.core.api import public
+from tf_twohead.core.errors import ConfigError
 
 # A training step smaller than this many input pixels (batch x size x size) runs faster
 # as two ops at a time on half the threads each than as one op on all of them: at 64 px
@@ -98,10 +100,6 @@ def select_backend(name: str) -> None:
     Raises:
         ConfigError: Keras is already running on another engine in this process.
     """
-    import sys
-
-    from tf_twohead.core.errors import ConfigError
-
     if "keras" in sys.modules:
         current = sys.modules["keras"].backend.backend()
         if current != name:

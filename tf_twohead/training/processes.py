@@ -57,6 +57,11 @@ class Group:
     def writer(self) -> bool:
         return self.process_id == 0
 
+    @property
+    def shard(self) -> tuple[int, int] | None:
+        """`(processes, index)` for `data.pipeline.datasets_for`, None for one process."""
+        return (self.num_processes, self.process_id) if self.num_processes > 1 else None
+
 
 def group_from(num_processes=None, process_id=None, coordinator=None) -> Group:
     """The group the command line (or else the environment) describes, checked.

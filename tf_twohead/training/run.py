@@ -88,8 +88,7 @@ def _train(cfg: Config, state: dict | None, verbose, callbacks, group) -> dict:
     if not state:  # download/convert pretrained weights now: fail before the data work
         fetch_pretrained(cfg.model, cfg.data.img_size)
     splits = load_run_splits(cfg)
-    shard = (group.num_processes, group.process_id) if group.num_processes > 1 else None
-    train_ds = datasets_for(cfg, splits["train"], shard=shard)
+    train_ds = datasets_for(cfg, splits["train"], shard=group.shard)
     val_ds = datasets_for(cfg, splits["val"])
     # Seeded before a load too: Keras creates the variables with their initializers before
     # it reads the file, and in a data-parallel group every process must create the same.
